@@ -1,0 +1,67 @@
+"""Refuse bad answers before anything is written: one line per problem, then exit 1."""
+
+import json
+import keyword
+import re
+import sys
+import zoneinfo
+
+ANSWERS = json.loads({{ cookiecutter | jsonify | tojson }})
+
+# Top-level names the generated project imports or creates. A slug equal to one of them, or
+# to a standard library module, would shadow it and break the project in confusing ways.
+TAKEN_NAMES = {
+    "config", "dj_database_url", "django", "gunicorn", "hypothesis", "manage", "psycopg",
+    "pytest", "pytest_django", "schema", "shortuuid", "test", "tests",
+}
+EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def slug_problems(slug):
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", slug):
+        return [f"project_slug {slug!r} is not a lowercase Python identifier "
+                "(letters, digits and _, starting with a letter)"]
+    if keyword.iskeyword(slug) or keyword.issoftkeyword(slug):
+        return [f"project_slug {slug!r} is a Python keyword"]
+    if slug in TAKEN_NAMES or slug in sys.stdlib_module_names:
+        return [f"project_slug {slug!r} would shadow the module {slug!r} that the project imports"]
+    return []
+
+
+def domain_is_well_formed(domain):
+    labels = domain.split(".")
+    return len(domain) <= 253 and all(DOMAIN_LABEL.match(label) for label in labels)
+
+
+def timezone_is_known(name):
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def problems(answers):
+    found = slug_problems(answers["project_slug"])
+    for field in ("project_name", "description", "author_name"):
+        if not answers[field].strip():
+            found.append(f"{field} is empty")
+        elif "\n" in answers[field]:
+            found.append(f"{field} must be a single line")
+    if not EMAIL.match(answers["email"]):
+        found.append(f"email {answers['email']!r} is not a well-formed address like name@example.com")
+    if not domain_is_well_formed(answers["domain_name"]):
+        found.append(f"domain_name {answers['domain_name']!r} is not a well-formed lowercase "
+                     "domain like example.com (no scheme, port or path)")
+    if not timezone_is_known(answers["timezone"]):
+        found.append(f"timezone {answers['timezone']!r} is not a time zone that zoneinfo knows "
+                     "(use an IANA name such as Europe/Berlin)")
+    return found
+
+
+if __name__ == "__main__":
+    found = problems(ANSWERS)
+    for problem in found:
+        print(f"ERROR: {problem}", file=sys.stderr)
+    sys.exit(1 if found else 0)

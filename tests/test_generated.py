@@ -1,0 +1,139 @@
+"""Generate every option combination and hold each project to its own quality gates."""
+
+import re
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import generate, option_combinations, run, tool_environment
+
+COMBINATIONS = [
+    pytest.param(answers, id=f"combination{number}",
+                 marks=pytest.mark.xdist_group(f"combination{number}"))
+    for number, answers in enumerate(option_combinations())
+]
+PRODUCTION_KEY = secrets.token_urlsafe(64)
+
+
+def read_env_file(path):
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines()
+             if line.strip() and not line.startswith("#"))
+    return {name: value for name, value in pairs}
+
+
+class Project:
+    def __init__(self, path, answers, database_url):
+        self.path, self.answers = path, answers
+        self.slug = path.name
+        # The developer's own .env, as generated, with only the database swapped for the test one.
+        self.dev_env = tool_environment() | read_env_file(path / ".env") | {
+            "DATABASE_URL": f"{database_url}/{self.slug}"}
+        self.production_env = tool_environment() | {
+            "SECRET_KEY": PRODUCTION_KEY,
+            "ALLOWED_HOSTS": answers.get("domain_name", "example.com"),
+            "DATABASE_URL": f"{database_url}/{self.slug}",
+        }
+
+    def run(self, *command, env=None):
+        return run(list(command), cwd=self.path, env=env or self.dev_env)
+
+    def manage(self, *arguments, env=None):
+        return self.run("uv", "run", "--locked", "python", "manage.py", *arguments, env=env)
+
+    def text_files(self):
+        for path in sorted(self.path.rglob("*")):
+            relative = path.relative_to(self.path)
+            if path.is_file() and relative.parts[0] not in {".git", ".venv"} \
+                    and "__pycache__" not in relative.parts:
+                yield relative, path.read_text()
+
+
+@pytest.fixture(scope="session", params=COMBINATIONS)
+def project(request, tmp_path_factory, postgres):
+    path = generate(tmp_path_factory.mktemp("generated"), **request.param)
+    run(["git", "init", "--quiet"], cwd=path)
+    run(["git", "add", "--all"], cwd=path)
+    generated = Project(path, request.param, postgres)
+    generated.run("uv", "sync", "--locked", "--quiet")
+    return generated
+
+
+def test_no_template_syntax_is_left(project):
+    leftovers = [f"{name}: {marker}" for name, text in project.text_files()
+                 for marker in ("{{", "{%", "{#", "cookiecutter") if marker in text]
+    assert leftovers == []
+
+
+def test_lock_file_matches_pyproject(project):
+    project.run("uv", "lock", "--locked")
+
+
+def test_flake8_finds_nothing(project):
+    assert project.run("uv", "run", "--locked", "flake8").stdout == ""
+
+
+def test_pre_commit_passes_on_every_file(project):
+    result = project.run("uv", "run", "--locked", "pre-commit", "run", "--all-files")
+    assert "Failed" not in result.stdout
+    assert re.search(r"^flake8\.+Passed$", result.stdout, re.MULTILINE)
+
+
+def test_django_system_checks_pass(project):
+    result = project.manage("check", "--fail-level", "WARNING")
+    assert "no issues" in result.stdout
+
+
+def test_models_and_migrations_agree(project):
+    project.manage("makemigrations", "--check", "--dry-run")
+
+
+def test_deploy_checks_pass_with_production_values(project):
+    result = project.manage("check", "--deploy", "--fail-level", "WARNING",
+                            env=project.production_env)
+    assert "no issues" in result.stdout
+
+
+def test_the_projects_own_tests_pass_against_postgres(project):
+    result = project.run("uv", "run", "--locked", "pytest", "-p", "no:cacheprovider",
+                         env=project.dev_env | {"HYPOTHESIS_PROFILE": "ci"})
+    summary = result.stdout.strip().splitlines()[-1]
+    assert re.search(r"\d+ passed", summary), summary
+    assert not re.search(r"failed|skipped|error|xfail", summary), summary
+
+
+def test_secrets_are_in_the_untracked_env_file_only(project):
+    env_file = project.path / ".env"
+    values = read_env_file(env_file)
+    password = re.search(r"://[^:]+:([^@]+)@", values["DATABASE_URL"]).group(1)
+    assert len(values["SECRET_KEY"]) >= 50 and len(password) >= 24
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert project.run("git", "check-ignore", ".env").stdout.strip() == ".env"
+    tracked = project.run("git", "ls-files").stdout.split()
+    assert ".env" not in tracked and ".env.example" in tracked
+    leaks = [name for name, text in project.text_files() if name != Path(".env")
+             and (values["SECRET_KEY"] in text or password in text)]
+    assert leaks == []
+
+
+def test_license_file_follows_the_license_answer(project):
+    license_file = project.path / "LICENSE"
+    chosen = project.answers.get("license", "MIT")
+    assert license_file.exists() == (chosen != "Proprietary")
+    if license_file.exists():
+        first_line = {"MIT": "MIT License", "BSD-3-Clause": "BSD 3-Clause License"}[chosen]
+        assert license_file.read_text().splitlines()[0] == first_line
+
+
+def test_a_bad_environment_stops_manage_py_with_every_problem_named(project):
+    result = subprocess.run(
+        ["uv", "run", "--locked", "python", "manage.py", "check"], cwd=project.path,
+        env=project.production_env | {"DEBUG": "maybe", "SECRET_KEY": "change-me",
+                                      "SECURE_HSTS_SECONDS": "a year"},
+        text=True, capture_output=True, check=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    for problem in ("DEBUG: not a boolean", "SECRET_KEY: still the placeholder",
+                    "SECURE_HSTS_SECONDS: not a whole number"):
+        assert problem in result.stderr

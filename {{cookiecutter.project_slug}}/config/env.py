@@ -1,0 +1,283 @@
+"""The environment variables this project reads, each declared once.
+
+A `Variable` names the variable, its type (a `schema` rule that checks and converts the
+text), its default, whether production requires it, and one line of help. Settings read
+them through `load()`, which reports every problem at once. `.env.example` and the
+settings table in README.md are rendered from the same declarations:
+
+    python -m config.env --write    # rewrite both
+    python -m config.env --check    # exit 1 if either has drifted (a test and a hook run it)
+"""
+
+import argparse
+import dataclasses
+import re
+import sys
+import zoneinfo
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+from schema import And, Schema, SchemaError, Use
+
+# The value .env.example shows for anything secret. Seeing it at start-up means a copy of
+# the example was never filled in, so it is rejected wherever it appears.
+PLACEHOLDER = "change-me"
+
+# Django's own `check --deploy` thresholds for a strong SECRET_KEY (security.W009).
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY_MIN_UNIQUE_CHARACTERS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Type:
+    """How a variable's text is checked and converted, and what the docs call it."""
+
+    label: str
+    schema: Schema
+
+
+@dataclasses.dataclass(frozen=True)
+class Variable:
+    name: str
+    type: Type
+    help: str
+    default: str | None = None  # as text, exactly as it would be written in .env
+    required_in_production: bool = False  # production (DEBUG off) must set it explicitly
+    production_schema: Schema | None = None  # further rules on the value when DEBUG is off
+    example: str | None = None  # what .env.example shows, when not the default
+
+
+def parse_boolean(text):
+    words = {"true": True, "1": True, "yes": True, "on": True,
+             "false": False, "0": False, "no": False, "off": False}
+    return words[text.strip().lower()]
+
+
+def parse_database_url(text):
+    parts = urlsplit(text)
+    if parts.scheme not in {"postgres", "postgresql"} or not parts.hostname:
+        raise ValueError(text)
+    if not parts.path.strip("/"):
+        raise ValueError(text)
+    parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    return dj_database_url.parse(text, conn_max_age=60, conn_health_checks=True)
+
+
+# What ALLOWED_HOSTS accepts: "*", a name, ".name" for it and its subdomains, an IP address.
+HOST_PATTERN = re.compile(r"^(\*|\.?[a-z0-9-]+(\.[a-z0-9-]+)*\.?|\[[a-f0-9:.]+\])$", re.IGNORECASE)
+
+
+def parse_host_list(text):
+    hosts = [host.strip() for host in text.split(",") if host.strip()]
+    if not all(HOST_PATTERN.match(host) for host in hosts):
+        raise ValueError(text)
+    return hosts
+
+
+BOOLEAN = Type("boolean", Schema(Use(parse_boolean, error="not a boolean (use true or false)")))
+INTEGER = Type("integer ≥ 0", Schema(And(
+    Use(int, error="not a whole number"),
+    lambda number: number >= 0,
+    error="not a whole number ≥ 0",
+)))
+TEXT = Type("text", Schema(And(str, len, error="empty")))
+DATABASE_URL = Type("URL", Schema(Use(
+    parse_database_url,
+    error="not a database URL like postgres://user:password@host:5432/name",
+)))
+HOST_LIST = Type("comma-separated host names", Schema(Use(
+    parse_host_list, error="not a comma-separated list of host names",
+)))
+TIME_ZONE = Type("IANA time zone", Schema(And(
+    lambda name: name in zoneinfo.available_timezones(),
+    error="not a time zone that zoneinfo knows (e.g. Europe/Berlin)",
+)))
+
+
+def choice(*options):
+    return Type(f"one of {', '.join(options)}", Schema(And(
+        Use(str.upper), lambda value: value in options,
+        error=f"not one of {', '.join(options)}",
+    )))
+
+
+def strong_secret_key():
+    return Schema(And(
+        And(lambda key: len(key) >= SECRET_KEY_MIN_LENGTH,
+            error=f"shorter than {SECRET_KEY_MIN_LENGTH} characters"),
+        And(lambda key: len(set(key)) >= SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+            error=f"fewer than {SECRET_KEY_MIN_UNIQUE_CHARACTERS} different characters "
+                  "(too little entropy)"),
+        And(lambda key: not key.startswith("django-insecure"),
+            error="Django's insecure development key"),
+    ))
+
+
+VARIABLES = (
+    Variable(
+        "DEBUG", BOOLEAN, default="false",
+        help="Django's debug mode: detailed error pages, relaxed security. Never on in production.",
+    ),
+    Variable(
+        "SECRET_KEY", TEXT, default="django-insecure-development-only",
+        required_in_production=True, production_schema=strong_secret_key(),
+        example=PLACEHOLDER,
+        help=f"Signs sessions and tokens. In production: secret, random, "
+             f"≥ {SECRET_KEY_MIN_LENGTH} characters.",
+    ),
+    Variable(
+        "ALLOWED_HOSTS", HOST_LIST, default="localhost,127.0.0.1,[::1]",
+        required_in_production=True,
+        production_schema=Schema(And(len, error="empty")),
+        example="{{ cookiecutter.domain_name }}",
+        help="Host names this site answers to.",
+    ),
+    Variable(
+        "DATABASE_URL", DATABASE_URL,
+        example=f"postgres://{{ cookiecutter.project_slug }}:{PLACEHOLDER}"
+                "@localhost:5432/{{ cookiecutter.project_slug }}",
+        help="The PostgreSQL database.",
+    ),
+    Variable(
+        "TIME_ZONE", TIME_ZONE, default="{{ cookiecutter.timezone }}",
+        help="Time zone for display and forms; datetimes are stored in UTC.",
+    ),
+    Variable(
+        "LOG_LEVEL", choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), default="INFO",
+        help="Least severe log level written to standard output.",
+    ),
+    Variable(
+        "SECURE_HSTS_SECONDS", INTEGER, default="31536000",
+        help="How long browsers must use HTTPS only (Strict-Transport-Security); "
+             "applies when DEBUG is off.",
+    ),
+)
+
+
+class InvalidEnvironment(Exception):
+    """Every problem with the environment, one line per variable."""
+
+    def __init__(self, problems):
+        self.problems = problems  # {variable name: what is wrong}
+        super().__init__(problems)
+
+    def __str__(self):
+        count = len(self.problems)
+        lines = [f"The environment has {count} problem{'s' if count > 1 else ''}:"]
+        lines += [f"  {name}: {problem}" for name, problem in self.problems.items()]
+        lines.append("Every variable is described in .env.example and README.md.")
+        return "\n".join(lines)
+
+
+def load(environ):
+    """Return {name: converted value} for every variable, or raise InvalidEnvironment."""
+    values, problems = {}, {}
+    for variable in VARIABLES:
+        try:
+            values[variable.name] = _read(variable, environ)
+        except SchemaError as error:
+            problems[variable.name] = error.code
+    # Production rules apply unless DEBUG is validly on: an unreadable DEBUG gets the strict ones.
+    if not values.get("DEBUG", False):
+        for variable in VARIABLES:
+            problem = variable.name not in problems and _production_problem(variable, environ,
+                                                                             values)
+            if problem:
+                problems[variable.name] = problem
+    if problems:
+        raise InvalidEnvironment(problems)
+    return values
+
+
+def _read(variable, environ):
+    text = environ.get(variable.name, "").strip()
+    if not text:
+        if variable.default is None:
+            raise SchemaError("missing")
+        text = variable.default
+    if PLACEHOLDER in text:
+        raise SchemaError(f"still the placeholder {PLACEHOLDER!r} from .env.example: "
+                          "set a real value")
+    return variable.type.schema.validate(text)
+
+
+def _production_problem(variable, environ, values):
+    if variable.required_in_production and not environ.get(variable.name, "").strip():
+        return "missing (production, with DEBUG off, requires it)"
+    if variable.production_schema is not None:
+        try:
+            variable.production_schema.validate(values[variable.name])
+        except SchemaError as error:
+            return f"{error.code} (not allowed with DEBUG off)"
+    return None
+
+
+# --- documentation rendered from VARIABLES ---
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLE_START = "<!-- settings table: rendered by `python -m config.env --write` -->"
+TABLE_END = "<!-- end of settings table -->"
+
+
+def render_env_example():
+    lines = [
+        "# Every environment variable this project reads, rendered from config/env.py by",
+        "# `python -m config.env --write`: edit that file, not this one.",
+        "# Copy to .env and replace every change-me; the app refuses to start with one left in.",
+    ]
+    for variable in VARIABLES:
+        required = "; required in production" if variable.required_in_production else ""
+        default = f"; default: {variable.default}" if variable.default is not None else ""
+        lines += [
+            "",
+            f"# {variable.help}",
+            f"# ({variable.type.label}{default}{required})",
+            f"{variable.name}={variable.example or variable.default}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def render_settings_table():
+    rows = [
+        "| Variable | Type | Default | Required in production | What it does |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for variable in VARIABLES:
+        default = f"`{variable.default}`" if variable.default is not None else "(none: required)"
+        required = "yes" if variable.required_in_production else ""
+        rows.append(f"| `{variable.name}` | {variable.type.label} | {default} | {required} "
+                    f"| {variable.help} |")
+    return "\n".join([TABLE_START, *rows, TABLE_END])
+
+
+def rendered_files():
+    """{path: the text it must have}: .env.example whole, README.md with its table replaced."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = text.index(TABLE_START), text.index(TABLE_END) + len(TABLE_END)
+    return {
+        ROOT / ".env.example": render_env_example(),
+        readme: text[:start] + render_settings_table() + text[end:],
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m config.env", description=__doc__.split("\n")[0])
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--write", action="store_true", help="rewrite .env.example and README.md")
+    action.add_argument("--check", action="store_true", help="exit 1 if either has drifted")
+    arguments = parser.parse_args(argv)
+    stale = [path for path, text in rendered_files().items()
+             if not path.exists() or path.read_text() != text]
+    if arguments.check:
+        for path in stale:
+            sys.stderr.write(f"{path.name} is out of date: run `python -m config.env --write`\n")
+        return 1 if stale else 0
+    for path, text in rendered_files().items():
+        path.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Property tests of config/env.py: every valid environment loads, every invalid one is
+refused with a message that names each bad variable and what is wrong with it."""
+
+import string
+import subprocess
+import sys
+import zoneinfo
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from config import env
+
+NAMES = [variable.name for variable in env.VARIABLES]
+TRUE, FALSE = ["true", "True", "1", "yes", "ON"], ["false", "FALSE", "0", "no", "off"]
+
+host_names = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z]{2,10}){0,3}\Z")
+strong_keys = st.text(string.ascii_letters + string.digits + "!#%&()*+,-./:;<=>?@[]^_{|}~",
+                      min_size=env.SECRET_KEY_MIN_LENGTH, max_size=100).filter(
+    lambda key: len(set(key)) >= env.SECRET_KEY_MIN_UNIQUE_CHARACTERS
+    and not key.startswith("django-insecure"))
+database_urls = st.builds(
+    "postgres://{}:{}@{}:{}/{}".format,
+    st.from_regex(r"\A[a-z_][a-z0-9_]{0,15}\Z"),
+    st.text(string.ascii_letters + string.digits, min_size=1, max_size=30),
+    host_names, st.integers(1, 65535), st.from_regex(r"\A[a-z_][a-z0-9_]{0,15}\Z"),
+)
+
+
+@st.composite
+def production_environments(draw):
+    """A complete, valid environment with DEBUG off, as production has it."""
+    return {
+        "DEBUG": draw(st.sampled_from(FALSE)),
+        "SECRET_KEY": draw(strong_keys),
+        "ALLOWED_HOSTS": ",".join(draw(st.lists(host_names, min_size=1, max_size=4))),
+        "DATABASE_URL": draw(database_urls),
+        "TIME_ZONE": draw(st.sampled_from(sorted(zoneinfo.available_timezones()))),
+        "LOG_LEVEL": draw(st.sampled_from(["debug", "INFO", "Warning", "ERROR", "CRITICAL"])),
+        "SECURE_HSTS_SECONDS": str(draw(st.integers(0, 10**9))),
+    }
+
+
+# For each variable: values that must be refused, and a word the refusal must contain.
+INVALID = {
+    "DEBUG": (st.sampled_from(["maybe", "2", "yes please", "tru"]), "not a boolean"),
+    "SECRET_KEY": (st.text(string.ascii_letters, min_size=1,
+                           max_size=env.SECRET_KEY_MIN_LENGTH - 1), "shorter than"),
+    "ALLOWED_HOSTS": (st.sampled_from(["exa mple.com", "http://example.com", "a/b", "ex_ample.com"]),
+                      "not a comma-separated list of host names"),
+    "DATABASE_URL": (st.sampled_from(["nope", "mysql://u:p@h/db", "postgres://h:port/db",
+                                      "postgres:///", "postgres://user@host"]),
+                     "not a database URL"),
+    "TIME_ZONE": (st.sampled_from(["Mars/Olympus_Mons", "UTC+1", "Europe/Berlinn"]),
+                  "not a time zone"),
+    "LOG_LEVEL": (st.sampled_from(["LOUD", "trace", "5"]), "not one of"),
+    "SECURE_HSTS_SECONDS": (st.sampled_from(["-1", "ten", "1.5", "1e3"]), "not a whole number"),
+}
+
+
+def test_every_variable_has_invalid_examples():
+    assert set(INVALID) == set(NAMES)
+
+
+@given(production_environments())
+def test_every_valid_production_environment_loads(environ):
+    values = env.load(environ)
+    assert values["DEBUG"] is False
+    assert values["SECRET_KEY"] == environ["SECRET_KEY"]
+    assert values["ALLOWED_HOSTS"] == environ["ALLOWED_HOSTS"].split(",")
+    assert values["DATABASE_URL"]["ENGINE"] == "django.db.backends.postgresql"
+    assert values["TIME_ZONE"] == environ["TIME_ZONE"]
+    assert values["LOG_LEVEL"] == environ["LOG_LEVEL"].upper()
+    assert values["SECURE_HSTS_SECONDS"] == int(environ["SECURE_HSTS_SECONDS"])
+
+
+@given(production_environments(), st.sampled_from(TRUE + FALSE))
+def test_booleans_read_as_people_write_them(environ, word):
+    environ["DEBUG"] = word
+    assert env.load(environ)["DEBUG"] is (word in TRUE)
+
+
+@given(st.data(), production_environments(), st.sets(st.sampled_from(NAMES), min_size=1))
+def test_every_problem_is_reported_at_once(data, environ, broken):
+    for name in broken:
+        environ[name] = data.draw(INVALID[name][0], label=name)
+    with pytest.raises(env.InvalidEnvironment) as refused:
+        env.load(environ)
+    assert set(refused.value.problems) == broken
+    for name in broken:
+        assert INVALID[name][1] in refused.value.problems[name]
+        assert f"  {name}: " in str(refused.value)
+
+
+@given(production_environments(), st.sampled_from(["SECRET_KEY", "ALLOWED_HOSTS"]))
+def test_production_requires_its_variables(environ, name):
+    del environ[name]
+    with pytest.raises(env.InvalidEnvironment) as refused:
+        env.load(environ)
+    assert refused.value.problems == {name: "missing (production, with DEBUG off, requires it)"}
+
+
+@given(production_environments(), st.sampled_from(NAMES))
+def test_a_placeholder_left_in_is_refused(environ, name):
+    environ[name] = f"x{env.PLACEHOLDER}x"
+    with pytest.raises(env.InvalidEnvironment) as refused:
+        env.load(environ)
+    assert "placeholder" in refused.value.problems[name]
+
+
+@pytest.mark.parametrize(("key", "problem"), [
+    ("a" * 60, "fewer than 5 different characters"),
+    ("django-insecure-" + string.ascii_letters, "insecure development key"),
+])
+def test_weak_secret_keys_are_refused_in_production(key, problem):
+    environ = {"SECRET_KEY": key, "ALLOWED_HOSTS": "example.com",
+               "DATABASE_URL": "postgres://u:p@db:5432/app"}
+    with pytest.raises(env.InvalidEnvironment) as refused:
+        env.load(environ)
+    assert problem in refused.value.problems["SECRET_KEY"]
+
+
+def test_development_needs_only_a_database():
+    values = env.load({"DEBUG": "true", "DATABASE_URL": "postgres://u:p@localhost:5432/app"})
+    assert values["ALLOWED_HOSTS"] == ["localhost", "127.0.0.1", "[::1]"]
+
+
+def test_an_empty_variable_counts_as_missing():
+    with pytest.raises(env.InvalidEnvironment) as refused:
+        env.load({"DEBUG": "true", "DATABASE_URL": "  "})
+    assert refused.value.problems == {"DATABASE_URL": "missing"}
+
+
+def test_a_bad_environment_stops_django_with_one_message_and_no_traceback():
+    bad = {"DEBUG": "maybe", "SECRET_KEY": "short", "ALLOWED_HOSTS": "example.com",
+           "DATABASE_URL": "nope"}
+    result = subprocess.run([sys.executable, "manage.py", "check"], env=bad, text=True,
+                            capture_output=True, cwd=Path(__file__).parent.parent, check=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "The environment has 3 problems:" in result.stderr
+    for line in ("DEBUG: not a boolean", "SECRET_KEY: shorter than 50 characters",
+                 "DATABASE_URL: not a database URL"):
+        assert line in result.stderr
+
+
+def test_env_example_and_readme_table_match_the_declarations():
+    stale = [path.name for path, text in env.rendered_files().items() if path.read_text() != text]
+    assert stale == [], "run `python -m config.env --write`"
