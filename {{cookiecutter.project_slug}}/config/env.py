@@ -181,10 +181,10 @@ def load(environ):
     # Production rules apply unless DEBUG is validly on: an unreadable DEBUG gets the strict ones.
     if not values.get("DEBUG", False):
         for variable in VARIABLES:
-            problem = variable.name not in problems and _production_problem(variable, environ,
-                                                                             values)
-            if problem:
-                problems[variable.name] = problem
+            if variable.name not in problems:
+                problem = _production_problem(variable, environ, values)
+                if problem:
+                    problems[variable.name] = problem
     if problems:
         raise InvalidEnvironment(problems)
     return values
