@@ -1,6 +1,13 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
-from {{ cookiecutter.project_slug }}.models import User
+from {{ cookiecutter.project_slug }}.models import Note, User
 
 admin.site.register(User, UserAdmin)
+
+
+@admin.register(Note)
+class NoteAdmin(admin.ModelAdmin):
+    list_display = ["title", "id", "created"]
+    search_fields = ["=id", "title"]
+    readonly_fields = ["id", "created"]

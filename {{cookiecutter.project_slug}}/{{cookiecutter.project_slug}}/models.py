@@ -1,20 +1,88 @@
 from django.contrib.auth.models import AbstractUser
-from django.db import models
+from django.db import IntegrityError, connections, models, router, transaction
+from django.urls import reverse
 from shortuuid.django_fields import ShortUUIDField
+
+from {{ cookiecutter.project_slug }}.ids import FULL_LENGTH
+
+INSERT_ATTEMPTS = 3  # a fresh random ID per attempt
+
+
+class IdCollision(IntegrityError):
+    """Every attempt to insert a row drew an ID that was already taken."""
+
+
+def short_uuid_key(length=FULL_LENGTH):
+    """A primary key of `length` random base57 characters (22: the 128 bits of a UUID)."""
+    return ShortUUIDField(primary_key=True, length=length, editable=False)
 
 
 class ShortUUIDModel(models.Model):
-    """A model whose primary key is a random short UUID: 22 characters of base57, 128 bits.
+    """A model whose primary key is a random short UUID (see ids.py).
 
-    Unlike a counter, such an ID tells nobody how many rows exist or which come next,
-    so it can appear in URLs and APIs as it is.
+    The length is set per model: `id = short_uuid_key(length=8)` for codes people type.
+    Inserts are always forced inserts, so an existing row is never overwritten; when a
+    generated ID is already taken, the insert is retried with a fresh one, each attempt in
+    its own savepoint so the caller's transaction survives. `bulk_create` bypasses this.
     """
 
-    id = ShortUUIDField(primary_key=True, editable=False)
+    id = short_uuid_key()
 
     class Meta:
         abstract = True
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only an ID this model generated may be replaced: one the caller chose is theirs.
+        chose_id = args or {"pk", self._meta.pk.attname} & kwargs.keys()
+        self._generated_pk = None if chose_id else self.pk
+
+    def save(self, **kwargs):
+        if not self._state.adding or kwargs.get("force_update") or kwargs.get("update_fields"):
+            return super().save(**kwargs)
+        kwargs |= {"force_insert": True,
+                   "using": kwargs.get("using") or router.db_for_write(type(self), instance=self)}
+        for attempt in range(1, INSERT_ATTEMPTS + 1):
+            try:
+                with transaction.atomic(using=kwargs["using"]):
+                    return super().save(**kwargs)
+            except IntegrityError as error:
+                if self.pk != self._generated_pk or not self._collided_on_pk(error, kwargs["using"]):
+                    raise
+                if attempt == INSERT_ATTEMPTS:
+                    raise IdCollision(
+                        f"Could not insert a {self._meta.label}: {INSERT_ATTEMPTS} random IDs of "
+                        f"{self._meta.pk.max_length} characters were all taken. "
+                        f"Its IDs are too short for its number of rows: make them longer."
+                    ) from error
+            self.pk = self._generated_pk = self._meta.pk.get_default()
+
+    def _collided_on_pk(self, error, using):
+        """Whether the insert failed on the primary key's unique constraint, not another."""
+        constraint = getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)
+        connection = connections[using]
+        with connection.cursor() as cursor:
+            constraints = connection.introspection.get_constraints(cursor, self._meta.db_table)
+        return constraints.get(constraint, {}).get("primary_key", False)
+
 
 class User(ShortUUIDModel, AbstractUser):
     """The project's user, custom from the first migration so it can grow without pain."""
+
+
+class Note(ShortUUIDModel):
+    """An example of the pattern end to end: short-ID model, admin, views, URLs and tests.
+    Delete it (model, admin, views, templates, URLs, tests) once your own models exist."""
+
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self):
+        return self.title
+
+    def get_absolute_url(self):
+        return reverse("note-detail", kwargs={"pk": self.pk})
