@@ -18,6 +18,11 @@ def write_env_file(path):
         "DEBUG=true\n"
         f"SECRET_KEY={secrets.token_urlsafe(64)}\n"
         f"DATABASE_URL=postgres://{SLUG}:{database_password}@localhost:5432/{SLUG}\n"
+        "# Docker Compose: the same password for the database it starts (compose builds the\n"
+        "# containers' DATABASE_URL from it), and your IDs for the development container.\n"
+        f"POSTGRES_PASSWORD={database_password}\n"
+        f"HOST_UID={getattr(os, 'getuid', lambda: 1000)()}\n"
+        f"HOST_GID={getattr(os, 'getgid', lambda: 1000)()}\n"
     )
     os.chmod(path, 0o600)
 

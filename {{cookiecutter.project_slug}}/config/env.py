@@ -75,6 +75,13 @@ def parse_host_list(text):
     return hosts
 
 
+def parse_host_name(text):
+    hosts = parse_host_list(text)
+    if len(hosts) != 1 or hosts[0] == "*" or hosts[0].startswith("."):
+        raise ValueError(text)
+    return hosts[0]
+
+
 BOOLEAN = Type("boolean", Schema(Use(parse_boolean, error="not a boolean (use true or false)")))
 INTEGER = Type("integer ≥ 0", Schema(And(
     Use(int, error="not a whole number"),
@@ -92,6 +99,14 @@ HOST_LIST = Type("comma-separated host names", Schema(Use(
 TIME_ZONE = Type("IANA time zone", Schema(And(
     lambda name: name in zoneinfo.available_timezones(),
     error="not a time zone that zoneinfo knows (e.g. Europe/Berlin)",
+)))
+PORT = Type("port number", Schema(And(
+    Use(int, error="not a whole number"),
+    lambda number: 0 <= number <= 65535,
+    error="not a port number from 0 to 65535",
+)))
+HOST_NAME = Type("host name", Schema(Use(
+    parse_host_name, error="not a single host name like example.com",
 )))
 
 
@@ -151,6 +166,44 @@ VARIABLES = (
         "SECURE_HSTS_SECONDS", INTEGER, default="31536000",
         help="How long browsers must use HTTPS only (Strict-Transport-Security); "
              "applies when DEBUG is off.",
+    ),
+)
+
+
+# Read by Docker Compose (compose.yaml, compose.prod.yaml), not by Django. Declared here so
+# .env.example and README.md document them with the rest, and so a test can hold the compose
+# files to this list: every variable a compose file names is declared in this module.
+COMPOSE_VARIABLES = (
+    Variable(
+        "POSTGRES_PASSWORD", TEXT, required_in_production=True, example=PLACEHOLDER,
+        help="Password of the database user the compose stacks create (when their volume is "
+             "new); the containers' DATABASE_URL is built from it.",
+    ),
+    Variable(
+        "HOST_UID", INTEGER, default="1000",
+        help="User ID the development container runs as, so files it writes to the bind "
+             "mount are yours (`id -u`).",
+    ),
+    Variable(
+        "HOST_GID", INTEGER, default="1000",
+        help="Group ID the development container runs as (`id -g`).",
+    ),
+    Variable(
+        "WEB_PORT", PORT, default="8000",
+        help="Port on 127.0.0.1 for the development server (0: any free port).",
+    ),
+    Variable(
+        "SITE_ADDRESS", HOST_NAME, default="{{ cookiecutter.domain_name }}",
+        help="Host name Caddy serves over HTTPS: a public name gets a Let's Encrypt "
+             "certificate, localhost one from Caddy's own CA.",
+    ),
+    Variable(
+        "HTTP_PORT", PORT, default="80",
+        help="Host port for HTTP, which redirects to HTTPS (0: any free port).",
+    ),
+    Variable(
+        "HTTPS_PORT", PORT, default="443",
+        help="Host port for HTTPS (0: any free port).",
     ),
 )
 
@@ -227,28 +280,44 @@ def render_env_example():
         "# Copy to .env and replace every change-me; the app refuses to start with one left in.",
     ]
     for variable in VARIABLES:
-        required = "; required in production" if variable.required_in_production else ""
-        default = f"; default: {variable.default}" if variable.default is not None else ""
-        lines += [
-            "",
-            f"# {variable.help}",
-            f"# ({variable.type.label}{default}{required})",
-            f"{variable.name}={variable.example or variable.default}",
-        ]
+        lines += _env_example_entry(variable)
+    lines += ["", "", "# --- Read by Docker Compose (compose.yaml, compose.prod.yaml), not by Django ---"]
+    for variable in COMPOSE_VARIABLES:
+        lines += _env_example_entry(variable)
     return "\n".join(lines) + "\n"
 
 
+def _env_example_entry(variable):
+    required = "; required in production" if variable.required_in_production else ""
+    default = f"; default: {variable.default}" if variable.default is not None else ""
+    return [
+        "",
+        f"# {variable.help}",
+        f"# ({variable.type.label}{default}{required})",
+        f"{variable.name}={variable.example or variable.default}",
+    ]
+
+
 def render_settings_table():
+    rows = _table(VARIABLES) + [
+        "",
+        "Read by Docker Compose (`compose.yaml`, `compose.prod.yaml`), not by Django:",
+        "",
+    ] + _table(COMPOSE_VARIABLES)
+    return "\n".join([TABLE_START, *rows, TABLE_END])
+
+
+def _table(variables):
     rows = [
         "| Variable | Type | Default | Required in production | What it does |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for variable in VARIABLES:
+    for variable in variables:
         default = f"`{variable.default}`" if variable.default is not None else "(none: required)"
         required = "yes" if variable.required_in_production else ""
         rows.append(f"| `{variable.name}` | {variable.type.label} | {default} | {required} "
                     f"| {variable.help} |")
-    return "\n".join([TABLE_START, *rows, TABLE_END])
+    return rows
 
 
 def rendered_files():

@@ -1,0 +1,562 @@
+"""The container tier: build a generated project's images, run its development and production
+stacks on a real Docker engine, and hold them to what the README promises.
+
+Each project is generated twice (a development copy and a production copy) and built once per
+target; every test that starts a stack tears it down again (containers, networks, volumes), even
+when it fails, and the images go when the project's tests are done. Compose project names are
+unique per run and every published port is picked by Docker, so parallel workers never collide.
+"""
+
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+import yaml
+
+from conftest import TEXT_ANSWERS, generate, tool_environment
+
+# The default project and one that differs in every answer; all tests of one project run on one
+# worker (xdist_group), so its images are built once.
+PROJECTS = [
+    pytest.param({}, id="default", marks=pytest.mark.xdist_group("containers-default")),
+    pytest.param(TEXT_ANSWERS[1] | {"license": "Proprietary"}, id="order_desk",
+                 marks=pytest.mark.xdist_group("containers-order_desk")),
+]
+RUN = f"{os.getpid()}-{secrets.token_hex(3)}"
+# Not root, and not this machine's usual first user either: the dev image must take any IDs.
+HOST_UID = HOST_GID = 1234
+PROD_UID = 10001
+UP_TIMEOUT = 300
+
+
+def read_env_file(path):
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines()
+             if line.strip() and not line.startswith("#"))
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+def execute(command, cwd, env, timeout=900, check=True, describe=None):
+    """Run a command; on failure, fail the test with its output (and `describe()`'s, if given)."""
+    result = subprocess.run(command, cwd=cwd, env=env, text=True, capture_output=True,
+                            timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        extra = f"\n--- diagnostics\n{describe()}" if describe else ""
+        pytest.fail(f"{' '.join(map(str, command))} exited {result.returncode}\n--- stdout\n"
+                    f"{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-6000:]}{extra}")
+    return result
+
+
+def docker(*arguments, timeout=300, check=True):
+    return execute(["docker", *arguments], cwd=None, env=tool_environment(), timeout=timeout,
+                   check=check)
+
+
+class Stack:
+    """One compose project (unique name) of a generated project: dev or prod."""
+
+    def __init__(self, path, name, files, env):
+        self.path, self.name, self.files, self.env = path, name, files, env
+
+    def command(self, *arguments):
+        files = [option for file in self.files for option in ("-f", file)]
+        return ["docker", "compose", "-p", self.name, *files, *arguments]
+
+    def compose(self, *arguments, timeout=600, check=True):
+        return execute(self.command(*arguments), self.path, self.env, timeout, check,
+                       describe=self.diagnostics)
+
+    def diagnostics(self):
+        ps = execute(self.command("ps", "--all"), self.path, self.env, 60, check=False)
+        logs = execute(self.command("logs", "--no-color", "--tail", "60"), self.path, self.env,
+                       60, check=False)
+        return f"{ps.stdout}\n{logs.stdout[-8000:]}{logs.stderr[-2000:]}"
+
+    def up(self):
+        self.compose("up", "--detach", "--wait", "--wait-timeout", str(UP_TIMEOUT),
+                     timeout=UP_TIMEOUT + 60)
+
+    def down(self, volumes=True):
+        self.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []),
+                     timeout=180, check=False)
+
+    def container(self, service):
+        ids = self.compose("ps", "--all", "--quiet", service).stdout.split()
+        assert len(ids) == 1, f"{service}: expected one container, found {ids}"
+        return ids[0]
+
+    def inspect(self, service):
+        return json.loads(docker("inspect", self.container(service)).stdout)[0]
+
+    def port(self, service, port):
+        address = self.compose("port", service, str(port)).stdout.strip()
+        return int(address.rsplit(":", 1)[1])
+
+    def exec(self, service, *command, **options):
+        return self.compose("exec", "-T", service, *command, **options)
+
+    def image(self, service):
+        return f"{self.name}-{service}"
+
+
+@contextmanager
+def running(stack):
+    """The stack, up and healthy; afterwards down with its volumes, whatever happened."""
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+class Project:
+    def __init__(self, answers, root):
+        self.answers = answers
+        # Development: the .env as generated; the copy belongs to a non-root "host user".
+        dev_path = generate(root / "dev", **answers)
+        self.slug = dev_path.name
+        for path in [dev_path, *dev_path.rglob("*")]:
+            os.chown(path, HOST_UID, HOST_GID)
+        # Production: its own copy, with the .env an operator would write on the server.
+        prod_path = generate(root / "prod", **answers)
+        self.prod_values = {
+            "SECRET_KEY": secrets.token_urlsafe(64),
+            "ALLOWED_HOSTS": "localhost",
+            "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
+            "SITE_ADDRESS": "localhost",
+        }
+        (prod_path / ".env").write_text("".join(f"{name}={value}\n"
+                                                for name, value in self.prod_values.items()))
+        name = f"shipshape-{self.slug.replace('_', '-')}-{RUN}"
+        env = tool_environment() | {"HOST_UID": str(HOST_UID), "HOST_GID": str(HOST_GID), "WEB_PORT": "0",
+                                    "HTTP_PORT": "0", "HTTPS_PORT": "0"}
+        self.dev = Stack(dev_path, f"{name}-dev", ["compose.yaml"], env)
+        self.prod = Stack(prod_path, f"{name}-prod", ["compose.prod.yaml"], env)
+        self.dev_values = read_env_file(dev_path / ".env")
+
+    def build(self):
+        self.dev.compose("build", timeout=1200)
+        self.prod.compose("build", timeout=1200)
+
+    def remove_images(self):
+        for stack in (self.dev, self.prod):
+            stack.compose("down", "--remove-orphans", "--volumes", "--rmi", "local",
+                          timeout=180, check=False)
+
+
+@pytest.fixture(scope="module", params=PROJECTS)
+def project(request, tmp_path_factory):
+    generated = Project(request.param, tmp_path_factory.mktemp("containers"))
+    try:
+        generated.build()
+        yield generated
+    finally:
+        generated.remove_images()
+
+
+@pytest.fixture
+def dev(project):
+    with running(project.dev) as stack:
+        yield stack
+
+
+@pytest.fixture
+def prod(project):
+    with running(project.prod) as stack:
+        yield stack
+
+
+# --- HTTP against 127.0.0.1 only ---
+
+class LocalHTTPS(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1, naming `localhost` in the TLS handshake (SNI) as a browser would."""
+
+    def connect(self):
+        raw = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname="localhost")
+
+
+def fetch(port, path, tls=None, timeout=15):
+    """(status, headers, body) of GET path at 127.0.0.1:port, with Host: localhost."""
+    if tls is None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    else:
+        connection = LocalHTTPS("localhost", port, context=tls, timeout=timeout)
+    try:
+        connection.request("GET", path, headers={"Host": "localhost"})
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, \
+            response.read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+def eventually(attempt, timeout=60, interval=0.5):
+    """attempt()'s first truthy result within timeout seconds, else its last error or result."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            result = attempt()
+            if result:
+                return result
+            last = result
+        except (OSError, http.client.HTTPException, ssl.SSLError) as error:
+            last = error
+        time.sleep(interval)
+    pytest.fail(f"gave up after {timeout} s: {last!r}")
+
+
+def caddy_trust(stack):
+    """An SSL context that trusts only the root of Caddy's internal CA, read from its volume."""
+    root = eventually(lambda: stack.exec("caddy", "cat", "/data/caddy/pki/authorities/local/"
+                                         "root.crt", check=False).stdout, timeout=30)
+    assert "BEGIN CERTIFICATE" in root
+    return ssl.create_default_context(cadata=root)
+
+
+def health(stack):
+    """{service: (state, health, exit code)}."""
+    output = stack.compose("ps", "--all", "--format", "json").stdout.strip()
+    services = json.loads(output) if output.startswith("[") else \
+        [json.loads(line) for line in output.splitlines()]
+    return {service["Service"]: (service["State"], service.get("Health", ""), service["ExitCode"])
+            for service in services}
+
+
+# --- images ---
+
+def test_both_targets_build(project):
+    dev_image = json.loads(docker("image", "inspect", project.dev.image("web")).stdout)[0]
+    prod_image = json.loads(docker("image", "inspect", project.prod.image("web")).stdout)[0]
+    assert dev_image["Config"]["User"] == f"{HOST_UID}:{HOST_GID}"
+    assert prod_image["Config"]["User"] == f"{PROD_UID}:{PROD_UID}"
+    assert prod_image["Config"]["Healthcheck"]["Test"][0] == "CMD"
+    assert prod_image["Config"]["StopSignal"] == "SIGTERM"
+    assert prod_image["Config"]["Cmd"][0] == "gunicorn"  # exec form: gunicorn is PID 1
+    labels = prod_image["Config"]["Labels"]
+    for label in ("title", "source", "revision", "created", "base.name"):
+        assert labels.get(f"org.opencontainers.image.{label}"), label
+    assert labels["org.opencontainers.image.title"] == project.slug
+    assert labels["org.opencontainers.image.base.name"].startswith("python:3.13-slim")
+    # Only the runtime: no uv, no compilers, no uv cache; bytecode and static files present.
+    found = docker("run", "--rm", "--entrypoint", "sh", project.prod.image("web"), "-c",
+                   "for tool in uv gcc cc make; do command -v $tool; done; "
+                   "ls -d /root/.cache/uv /app/tests 2>/dev/null; "
+                   "ls /app/staticfiles/admin/css/base.css.gz; "
+                   "find /app/config -name '*.pyc' | head -1", check=False).stdout.split()
+    assert [line for line in found if not line.startswith(("/app/staticfiles", "/app/config"))] \
+        == [], found
+    assert any(line.endswith(".pyc") for line in found), found
+    assert "/app/staticfiles/admin/css/base.css.gz" in found
+
+
+@pytest.mark.parametrize("target", ["dev", "prod"])
+def test_a_lock_that_drifts_from_pyproject_fails_the_build(project, target, tmp_path):
+    drifted = shutil.copytree(project.prod.path, tmp_path / project.slug)
+    pyproject = drifted / "pyproject.toml"
+    text = pyproject.read_text()
+    pyproject.write_text(text.replace('dependencies = [\n', 'dependencies = [\n    "six>=1.16",\n',
+                                      1))
+    assert pyproject.read_text() != text
+    result = execute(["docker", "build", "--progress", "plain", "--target", target, "."],
+                     cwd=drifted, env=tool_environment(), check=False)
+    assert result.returncode != 0
+    # It fails at the dependency step, uv's lock check (BuildKit does not always repeat the
+    # step's own output when it ran the same step a moment ago: then only the step is named).
+    failed = re.search(r"failed to solve: .*\[(.*)\]: exit code", result.stderr)
+    assert failed and "uv sync --locked --no-dev --no-install-project" in failed[1], \
+        result.stderr[-3000:]
+    output = re.findall(r"^#\d+ \d+\.\d+ (.*)$", result.stderr, re.MULTILINE)
+    assert not output or any("needs to be updated" in line for line in output), output
+
+
+def test_no_secret_from_env_files_is_in_any_image(project, tmp_path):
+    secrets_ = {project.prod_values["SECRET_KEY"], project.prod_values["POSTGRES_PASSWORD"],
+                project.dev_values["SECRET_KEY"], project.dev_values["POSTGRES_PASSWORD"]}
+    assert all(len(secret) >= 24 for secret in secrets_)
+    for image in (project.dev.image("web"), project.prod.image("web")):
+        metadata = docker("history", "--no-trunc", image).stdout + \
+            docker("image", "inspect", image).stdout
+        assert not [secret for secret in secrets_ if secret in metadata], image
+        # Every layer's files and the image configuration, as `docker save` writes them.
+        archive = tmp_path / "image.tar"
+        docker("save", "--output", str(archive), image, timeout=600)
+        needles = [secret.encode() for secret in secrets_]
+        overlap = max(map(len, needles))
+        with archive.open("rb") as stream:
+            tail = b""
+            while chunk := stream.read(1 << 22):
+                window = tail + chunk
+                assert not [needle for needle in needles if needle in window], image
+                tail = window[-overlap:]
+        archive.unlink()
+
+
+# --- development ---
+
+def test_dev_stack_comes_up_healthy_and_serves(dev):
+    assert health(dev) == {"db": ("running", "healthy", 0), "migrate": ("exited", "", 0),
+                           "web": ("running", "healthy", 0)}
+    port = dev.port("web", 8000)
+    assert fetch(port, "/healthz")[0] == 200
+    assert fetch(port, "/readyz")[0] == 200
+    status, _, body = fetch(port, "/admin/login/")
+    assert status == 200
+    assert 'name="username"' in body and 'name="password"' in body
+
+
+def test_dev_server_reloads_a_view_edited_on_the_host(dev):
+    port = dev.port("web", 8000)
+    started = dev.inspect("web")["State"]["StartedAt"]
+    views = dev.path / dev.path.name / "views.py"
+    original = views.read_text()
+    marker = f"edited on the host {secrets.token_hex(4)}"
+    try:
+        views.write_text(original + (
+            "\n\nfrom django.http import HttpResponse as _EditedResponse  # noqa: E402\n\n\n"
+            "def healthz(request):  # noqa: F811\n"
+            f"    return _EditedResponse({marker!r})\n"))
+        eventually(lambda: fetch(port, "/healthz")[2] == marker, timeout=60)
+    finally:
+        views.write_text(original)
+    state = dev.inspect("web")
+    assert (state["State"]["StartedAt"], state["RestartCount"]) == (started, 0)
+
+
+def test_files_written_through_the_bind_mount_belong_to_the_host_user(dev):
+    assert dev.exec("web", "id", "-u").stdout.strip() == str(HOST_UID)
+    dev.exec("web", "sh", "-c", "echo hello > /app/written-in-the-container.txt")
+    written = dev.path / "written-in-the-container.txt"
+    try:
+        assert (written.stat().st_uid, written.stat().st_gid) == (HOST_UID, HOST_GID)
+    finally:
+        written.unlink()
+
+
+def test_the_projects_tests_pass_in_the_dev_container(project):
+    try:
+        result = project.dev.compose("run", "--rm", "web", "pytest", timeout=900)
+        summary = result.stdout.strip().splitlines()[-1]
+        assert re.search(r"\d+ passed", summary), summary
+        assert not re.search(r"failed|skipped|error|xfail", summary), summary
+        owners = {(path.stat().st_uid, path.stat().st_gid)
+                  for path in (project.dev.path / ".pytest_cache").rglob("*")}
+        assert owners == {(HOST_UID, HOST_GID)}
+    finally:
+        project.dev.down()
+
+
+# --- production ---
+
+def test_prod_stack_is_healthy_and_serves_https_and_redirects_http(prod):
+    assert health(prod) == {
+        "db": ("running", "healthy", 0), "migrate": ("exited", "", 0),
+        "web": ("running", "healthy", 0), "caddy": ("running", "healthy", 0)}
+    https, http_ = prod.port("caddy", 443), prod.port("caddy", 80)
+    trust = caddy_trust(prod)
+    status, headers, body = eventually(lambda: fetch(https, "/healthz", tls=trust))
+    assert (status, body) == (200, "ok\n")
+    assert headers["strict-transport-security"].startswith("max-age=")
+    assert fetch(https, "/readyz", tls=trust)[0] == 200
+    status, _, body = fetch(https, "/admin/login/", tls=trust)
+    assert status == 200 and 'name="username"' in body
+    # Static files, from WhiteNoise through Caddy.
+    status, headers, _ = fetch(https, "/static/admin/css/base.css", tls=trust)
+    assert status == 200 and headers["content-type"].startswith("text/css")
+    status, headers, _ = fetch(http_, "/admin/login/")
+    assert status in (301, 308)
+    assert headers["location"].startswith("https://localhost")
+
+
+def test_prod_web_runs_unprivileged_on_a_read_only_root(prod):
+    assert prod.exec("web", "id", "-u").stdout.strip() == str(PROD_UID)
+    refused = prod.exec("web", "sh", "-c", "touch /app/x || touch /venv/x || touch /x",
+                        check=False)
+    assert refused.returncode != 0 and "Read-only file system" in refused.stderr
+    assert prod.exec("web", "sh", "-c", "touch /tmp/x && echo writable").stdout.strip() \
+        == "writable"
+    for service in ("db", "migrate", "web", "caddy"):
+        host = prod.inspect(service)["HostConfig"]
+        assert host["ReadonlyRootfs"] is True, service
+        assert host["CapDrop"] == ["ALL"], service
+        assert "no-new-privileges:true" in host["SecurityOpt"], service
+        assert host["Memory"] > 0, service
+    top = prod.compose("top", "web").stdout
+    assert not re.search(r"^root\s", top, re.MULTILINE), top
+
+
+def test_deploy_checks_pass_inside_the_prod_image(project):
+    try:
+        result = project.prod.compose("run", "--rm", "--no-deps", "web", "python", "manage.py",
+                                      "check", "--deploy", "--fail-level", "WARNING")
+        assert "System check identified no issues" in result.stdout
+    finally:
+        project.prod.down()
+
+
+def test_data_survives_down_and_up(prod):
+    name = f"kept-{secrets.token_hex(4)}"
+    script = ("from django.contrib.auth import get_user_model; "
+              f"print(get_user_model().objects.create(username={name!r}).pk)")
+    created = prod.exec("web", "python", "manage.py", "shell", "-c", script).stdout.strip()
+    assert created
+    prod.down(volumes=False)
+    prod.up()
+    check = ("from django.contrib.auth import get_user_model; "
+             f"print(get_user_model().objects.get(username={name!r}).pk)")
+    assert prod.exec("web", "python", "manage.py", "shell", "-c", check).stdout.strip() == created
+
+
+def established_connections_to_gunicorn(stack):
+    """How many TCP connections to port 8000 the web container holds open, from other hosts."""
+    table = stack.exec("web", "cat", "/proc/net/tcp").stdout.splitlines()[1:]
+    return sum(1 for row in table if row.split()[1].endswith(":1F40")
+               and row.split()[3] == "01" and not row.split()[2].startswith("0100007F"))
+
+
+def test_stopping_web_loses_no_request_it_accepted(prod):
+    """`docker compose stop web` while requests are in flight and more keep coming: gunicorn
+    finishes the ones it accepted, and the stream only ever sees complete responses."""
+    port, trust = prod.port("caddy", 443), caddy_trust(prod)
+    eventually(lambda: fetch(port, "/readyz", tls=trust)[0] == 200)
+    stream, in_flight, stopped = [], [], threading.Event()
+
+    def keep_requesting():  # a bounded stream: at most 400 requests, 90 s
+        deadline = time.monotonic() + 90
+        while not stopped.is_set() and len(stream) < 400 and time.monotonic() < deadline:
+            try:
+                stream.append(fetch(port, "/healthz", tls=trust, timeout=20)[0])
+            except (OSError, http.client.HTTPException) as error:
+                stream.append(repr(error))
+
+    def slow_request():
+        try:
+            in_flight.append(fetch(port, "/readyz", tls=trust, timeout=60)[:3:2])
+        except (OSError, http.client.HTTPException) as error:
+            in_flight.append(repr(error))
+
+    streamer = threading.Thread(target=keep_requesting)
+    slow = [threading.Thread(target=slow_request) for _ in range(3)]
+    streamer.start()
+    try:
+        eventually(lambda: stream.count(200) >= 3, timeout=30)
+        # Pausing the database holds /readyz requests inside gunicorn: accepted, not answered.
+        prod.compose("pause", "db")
+        try:
+            for thread in slow:
+                thread.start()
+            # Three connections held open (the stream's come and go within milliseconds).
+            eventually(lambda: min(established_connections_to_gunicorn(prod)
+                                   for _ in range(3)) >= 3, timeout=30)
+            started = time.monotonic()
+            stopper = subprocess.Popen(prod.command("stop", "web"), cwd=prod.path, env=prod.env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            eventually(lambda: "Handling signal: term" in prod.compose("logs", "web").stdout,
+                       timeout=30)
+            time.sleep(1)  # draining, while the paused database still holds the slow requests
+        finally:
+            prod.compose("unpause", "db", check=False)
+        assert stopper.wait(timeout=60) == 0
+        stop_seconds = time.monotonic() - started
+    finally:
+        stopped.set()
+        for thread in [streamer, *slow]:
+            if thread.ident is not None:
+                thread.join(timeout=120)
+    assert in_flight == [(200, "ok\n")] * 3
+    assert stream and all(status in (200, 502, 503) for status in stream), stream
+    assert stream.count(200) > 0
+    state = prod.inspect("web")["State"]
+    assert (state["Status"], state["ExitCode"]) == ("exited", 0)  # not killed: gunicorn exited
+    assert stop_seconds < 25  # within gunicorn's graceful_timeout: nothing waited for SIGKILL
+    logs = prod.compose("logs", "web").stdout
+    assert "WORKER TIMEOUT" not in logs and "Shutting down: Master" in logs
+
+
+# --- dev/prod parity and production hardening, read from the files ---
+
+INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
+
+
+def compose_file(stack, name):
+    return yaml.safe_load((stack.path / name).read_text())
+
+
+def declared_variables(project):
+    """{name: default} of every variable config/env.py declares, asked from the project itself."""
+    script = ("import json; from config import env; print(json.dumps({v.name: v.default for v "
+              "in env.VARIABLES + env.COMPOSE_VARIABLES}))")
+    result = docker("run", "--rm", "--user", f"{HOST_UID}:{HOST_GID}", "--volume",
+                    f"{project.dev.path}:/app", project.dev.image("web"), "python", "-c", script)
+    return json.loads(result.stdout)
+
+
+def test_dev_and_prod_share_image_database_and_variables(project):
+    dev = compose_file(project.dev, "compose.yaml")
+    prod = compose_file(project.prod, "compose.prod.yaml")
+    declared = declared_variables(project)
+    # The same Postgres image; the same Dockerfile for every service compose builds.
+    assert dev["services"]["db"]["image"] == prod["services"]["db"]["image"]
+    assert dev["services"]["db"]["image"].startswith("postgres:17")  # perhaps pinned: @sha256:…
+    assert dev["services"]["db"]["environment"] == prod["services"]["db"]["environment"]
+    builds = {(name, service["build"].get("context"), service["build"].get("dockerfile"),
+               service["build"]["target"])
+              for name, compose in (("dev", dev), ("prod", prod))
+              for service in compose["services"].values() if "build" in service}
+    assert builds == {("dev", ".", None, "dev"), ("prod", ".", None, "prod")}
+    # The app containers get the same variables: .env, plus names the settings schema declares.
+    for compose in (dev, prod):
+        for name, service in compose["services"].items():
+            if "build" in service:
+                assert service["env_file"] == ".env", name
+                assert set(service["environment"]) <= set(declared), name
+    assert dev["services"]["web"]["environment"]["DATABASE_URL"] \
+        == prod["services"]["web"]["environment"]["DATABASE_URL"]
+    # Every variable a compose file reads is declared, with the same default.
+    for file in ("compose.yaml", "compose.prod.yaml"):
+        used = INTERPOLATION.findall((project.dev.path / file).read_text())
+        assert used, file
+        for name, operator, default in used:
+            assert name in declared, f"{file}: {name} is not declared in config/env.py"
+            if operator == ":-":
+                assert default == declared[name], f"{file}: {name} defaults to {default!r}"
+        # And Compose itself accepts the file, with the generated .env.
+        execute(["docker", "compose", "-f", file, "config", "--quiet"], project.dev.path,
+                project.dev.env)
+
+
+def test_prod_compose_is_hardened(project):
+    prod = compose_file(project.prod, "compose.prod.yaml")
+    services = prod["services"]
+    assert set(services) == {"db", "migrate", "web", "caddy"}
+    for name, service in services.items():
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert service["deploy"]["resources"]["limits"]["memory"], name
+        assert "healthcheck" in service, name
+        assert service["restart"] == ("no" if name == "migrate" else "unless-stopped"), name
+        assert "ports" not in service or name == "caddy", name
+        for dependency, condition in service.get("depends_on", {}).items():
+            expected = "service_completed_successfully" if dependency == "migrate" \
+                else "service_healthy"
+            assert condition == {"condition": expected}, (name, dependency)
+    assert services["web"]["depends_on"]["migrate"]
+    # Docker waits longer than gunicorn's graceful stop: in-flight requests are never SIGKILLed.
+    gunicorn = {}
+    exec((project.prod.path / "gunicorn.conf.py").read_text(), gunicorn)  # noqa: S102
+    grace = int(services["web"]["stop_grace_period"].removesuffix("s"))
+    assert gunicorn["graceful_timeout"] < grace
+    # No secret is written into the file: the password only ever comes from the environment.
+    text = (project.prod.path / "compose.prod.yaml").read_text()
+    assert project.prod_values["POSTGRES_PASSWORD"] not in text
+    assert "${POSTGRES_PASSWORD:?" in text
