@@ -1,0 +1,213 @@
+"""Lint tier: the CI definitions of the template and of every generated combination.
+
+check-jsonschema (GitHub's workflow and Dependabot schemas), zizmor (offline, pedantic persona:
+zero findings), shellcheck (every `run:` block and every shell script), hadolint (the Dockerfile),
+plus the house rules zizmor does not spell out: actions pinned to full commit SHAs with a version
+comment, the same SHA for an action everywhere, `permissions: {}` at the top and per job, and
+checkout without persisted credentials. Every tool installs from PyPI and runs offline.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import TEMPLATE, generate, option_combinations
+
+pytestmark = pytest.mark.xdist_group("workflows")
+BIN = Path(sys.executable).parent  # the template's environment: check-jsonschema, zizmor...
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<action>[^@\s]+)@(?P<ref>\S+)(?P<comment>.*)$")
+
+
+def tool(name, *arguments, cwd=TEMPLATE):
+    return subprocess.run([str(BIN / name), *arguments], cwd=cwd, text=True,
+                          capture_output=True, check=False, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def projects(tmp_path_factory):
+    """Every generated combination (generation only: no uv sync, no network)."""
+    return [generate(tmp_path_factory.mktemp("lint"), **answers)
+            for answers in option_combinations()]
+
+
+@pytest.fixture(scope="session")
+def roots(projects):
+    """The template repository and every generated project."""
+    return [TEMPLATE, *projects]
+
+
+@pytest.fixture(scope="session")
+def workflows(roots):
+    found = [path for root in roots for path in sorted((root / ".github/workflows").glob("*.y*ml"))]
+    names = {path.name for path in found}
+    assert {"ci.yml", "security-rebuild.yml"} <= names
+    return found
+
+
+def load(path):
+    return yaml.safe_load(path.read_text())
+
+
+def failure(result):
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+def test_every_generated_project_has_its_ci_files(projects):
+    for project in projects:
+        for name in (".github/workflows/ci.yml", ".github/workflows/security-rebuild.yml",
+                     ".github/dependabot.yml", "scripts/security_rebuild.py",
+                     "scripts/pin_base_images.py", "Dockerfile"):
+            assert (project / name).is_file(), f"{project.name}: {name} missing"
+
+
+def test_workflows_match_githubs_schema(workflows):
+    result = tool("check-jsonschema", "--builtin-schema", "vendor.github-workflows",
+                  *map(str, workflows))
+    assert result.returncode == 0, failure(result)
+
+
+def test_dependabot_configuration_matches_its_schema(projects):
+    files = [str(project / ".github/dependabot.yml") for project in projects]
+    result = tool("check-jsonschema", "--builtin-schema", "vendor.dependabot", *files)
+    assert result.returncode == 0, failure(result)
+
+
+def test_dependabot_covers_every_ecosystem_with_a_cooldown_and_groups(projects):
+    for project in projects:
+        config = load(project / ".github/dependabot.yml")
+        updates = {update["package-ecosystem"]: update for update in config["updates"]}
+        assert set(updates) == {"uv", "docker", "docker-compose", "github-actions"}
+        for update in updates.values():
+            assert update["cooldown"]["default-days"] >= 3
+            assert update.get("groups") or update.get("multi-ecosystem-group")
+
+
+def test_zizmor_finds_nothing(roots):
+    for root in roots:
+        result = tool("zizmor", "--offline", "--persona", "pedantic", "--no-progress",
+                      "--format", "plain", "--color", "never", ".github", cwd=root)
+        assert result.returncode == 0, f"{root.name}: {failure(result)}"
+        assert "No findings to report" in result.stdout, f"{root.name}: {failure(result)}"
+
+
+def run_blocks(workflows):
+    """{(file name, job, step): script} for every `run:` step, identical copies once."""
+    blocks = {}
+    for path in workflows:
+        for job_name, job in load(path)["jobs"].items():
+            for number, step in enumerate(job.get("steps", [])):
+                if "run" in step:
+                    blocks.setdefault(step["run"], (path.name, job_name, step.get("name", number)))
+    return {where: script for script, where in blocks.items()}
+
+
+def test_run_steps_expand_no_github_expressions(workflows):
+    """Template injection: event data reaches scripts through env:, never as ${{ }} in code."""
+    leaks = [where for where, script in run_blocks(workflows).items() if "${{" in script]
+    assert leaks == []
+
+
+def test_run_steps_pass_shellcheck(workflows, tmp_path):
+    blocks = run_blocks(workflows)
+    assert len(blocks) >= 10
+    problems = []
+    for number, (where, script) in enumerate(blocks.items()):
+        path = tmp_path / f"step{number}.sh"
+        # GitHub runs these with `bash -e` (defaults: shell: bash adds -o pipefail).
+        path.write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + script)
+        result = tool("shellcheck", "--shell=bash", str(path))
+        if result.returncode != 0:
+            problems.append(f"{where}:\n{result.stdout}")
+    assert problems == [], "\n".join(problems)
+
+
+def shell_scripts(root):
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or {".git", ".venv", "node_modules"} & set(path.parts):
+            continue
+        if path.suffix in (".sh", ".bash"):
+            yield path
+        elif path.suffix == "" and path.stat().st_size < 1_000_000:
+            first = path.read_bytes()[:64]
+            if re.match(rb"^#!\s*/(usr/)?bin/(env\s+)?(ba)?sh\b", first):
+                yield path
+
+
+def test_shell_scripts_pass_shellcheck(projects):
+    scripts = [TEMPLATE / ".ci/run"]
+    for project in projects:
+        scripts += list(shell_scripts(project))
+    result = tool("shellcheck", *map(str, scripts))
+    assert result.returncode == 0, failure(result)
+
+
+def test_dockerfiles_pass_hadolint(projects):
+    for project in projects:
+        result = tool("hadolint", "--no-color", str(project / "Dockerfile"))
+        assert result.returncode == 0, f"{project.name}: {failure(result)}"
+
+
+def test_actions_are_pinned_to_commit_shas_with_their_version(workflows):
+    seen = {}
+    for path in workflows:
+        for line in path.read_text().splitlines():
+            match = USES.match(line)
+            if not match:
+                continue
+            where = f"{path.parent.parent.parent.name}/{path.name}: {line.strip()}"
+            assert re.fullmatch(r"[0-9a-f]{40}", match["ref"]), f"not a commit SHA: {where}"
+            assert re.match(r"^\s+# v\d+\.\d+\.\d+\s*$", match["comment"]), \
+                f"no version comment: {where}"
+            seen.setdefault(match["action"].split("/")[1], set()).add(
+                (match["ref"], match["comment"].strip()))
+    assert {"checkout", "setup-uv", "build-push-action", "trivy-action"} <= set(seen)
+    assert {name: pins for name, pins in seen.items() if len(pins) > 1} == {}, \
+        "one action pinned to different commits"
+
+
+def test_permissions_are_empty_by_default_and_granted_per_job(workflows):
+    for path in workflows:
+        workflow = load(path)
+        assert workflow["permissions"] == {}, path
+        for name, job in workflow["jobs"].items():
+            assert "permissions" in job, f"{path.name}: job {name} has no permissions"
+            assert "write-all" not in str(job["permissions"])
+
+
+def test_checkout_persists_no_credentials(workflows):
+    for path in workflows:
+        for name, job in load(path)["jobs"].items():
+            for step in job.get("steps", []):
+                if step.get("uses", "").startswith("actions/checkout@"):
+                    assert step.get("with", {}).get("persist-credentials") is False, \
+                        f"{path.name}: job {name}"
+
+
+def test_the_security_rebuild_is_scheduled_in_a_file_of_its_own(projects):
+    for project in projects:
+        ci = load(project / ".github/workflows/ci.yml")
+        rebuild = load(project / ".github/workflows/security-rebuild.yml")
+        # PyYAML reads the key `on` as True.
+        assert "schedule" not in ci[True]
+        assert rebuild[True]["schedule"][0]["cron"]
+        assert "workflow_dispatch" in rebuild[True]
+        steps = [step for job in rebuild["jobs"].values() for step in job["steps"]]
+        scan = next(step for step in steps if "trivy-action" in step.get("uses", ""))
+        assert scan["with"] | {"exit-code": "1"} == scan["with"]
+        assert scan["with"]["ignore-unfixed"] is True
+        assert scan["with"]["severity"] == "HIGH,CRITICAL"
+        publish = next(step for step in steps if "build-push-action" in step.get("uses", ""))
+        assert publish["with"]["sbom"] is True
+        assert publish["with"]["provenance"] == "mode=max"
+        assert steps.index(scan) < steps.index(publish)
+
+
+def test_the_template_ci_runs_the_whole_suite():
+    workflow = load(TEMPLATE / ".github/workflows/ci.yml")
+    assert {"push", "pull_request"} <= set(workflow[True])
+    runs = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
+    assert "uv run --locked pytest" in runs
