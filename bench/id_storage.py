@@ -575,6 +575,17 @@ def main() -> None:
         run(admin, url, reached, args, stack)
 
 
+def wal_position(admin: psycopg.Connection) -> tuple[str, object]:
+    """The current WAL position and the time of the last checkpoint (None if not allowed)."""
+    lsn = admin.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+    try:  # the control file is current as soon as CHECKPOINT returns, unlike the statistics
+        checkpoint = admin.execute(
+            "SELECT checkpoint_time FROM pg_control_checkpoint()").fetchone()[0]
+    except psycopg.errors.InsufficientPrivilege:
+        checkpoint = None
+    return lsn, checkpoint
+
+
 def run(admin: psycopg.Connection, url: str, reached: str, args: argparse.Namespace,
         stack: contextlib.ExitStack) -> None:
     started = time.monotonic()
@@ -601,14 +612,16 @@ def run(admin: psycopg.Connection, url: str, reached: str, args: argparse.Namesp
     load_before = os.getloadavg()[0]
     with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
         admin.execute("CHECKPOINT")  # no dirty buffers from before the run
-    checkpoints = "SELECT num_requested FROM pg_stat_checkpointer"
-    checkpoints_before = admin.execute(checkpoints).fetchone()[0]
+    wal_before, checkpoint_before = wal_position(admin)
 
     log(f"inserting {args.rows:,} parents into each of {len(benches)} variants")
     insert_parents(benches, args.rows)
     log(f"inserting {args.child_rows:,} children into each variant")
     insert_children(benches, args.child_rows, parent_of)
-    forced_checkpoints = admin.execute(checkpoints).fetchone()[0] - checkpoints_before
+    wal_after, checkpoint_after = wal_position(admin)
+    wal = admin.execute("SELECT pg_wal_lsn_diff(%s, %s)", (wal_after, wal_before)).fetchone()[0]
+    checkpointed = ("unknown" if checkpoint_before is None
+                    else "yes" if checkpoint_after != checkpoint_before else "no")
     log("VACUUM ANALYZE and sizes")
     for b in benches:
         measure_sizes(b)
@@ -640,8 +653,8 @@ def run(admin: psycopg.Connection, url: str, reached: str, args: argparse.Namesp
         f"lookups of random parents; subset join over {args.subset:,} "
         f"parents; {args.query_runs} timed runs per query after a warm-up; "
         f"{args.app_inserts:,} single-row INSERTs into each parent table at the end",
-        f"Insert method: {METHOD}; checkpoints forced by WAL volume during the inserts: "
-        f"{forced_checkpoints}",
+        f"Insert method: {METHOD}; WAL written by the bulk inserts of all variants: "
+        f"{wal / 1024 ** 3:.1f} GB; a checkpoint ran during them: {checkpointed}",
         "DDL as Django generates it: FK `DEFERRABLE INITIALLY DEFERRED` with an index on it"
         + (", plus a `varchar_pattern_ops` `_like` index on every indexed varchar column"
            if args.like_indexes else " (the `_like` varchar_pattern_ops indexes left out)"),

@@ -9,5 +9,5 @@ admin.site.register(User, UserAdmin)
 @admin.register(Note)
 class NoteAdmin(admin.ModelAdmin):
     list_display = ["title", "id", "created"]
-    search_fields = ["=id", "title"]
+    search_fields = ["id__exact", "title"]
     readonly_fields = ["id", "created"]

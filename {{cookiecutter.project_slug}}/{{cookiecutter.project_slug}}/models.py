@@ -1,9 +1,9 @@
 from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, connections, models, router, transaction
 from django.urls import reverse
-from shortuuid.django_fields import ShortUUIDField
+from shortuuid.django_fields import ShortUUIDField as RandomCodeField
 
-from {{ cookiecutter.project_slug }}.ids import FULL_LENGTH
+from {{ cookiecutter.project_slug }}.ids import FULL_LENGTH, ShortUUIDField
 
 INSERT_ATTEMPTS = 3  # a fresh random ID per attempt
 
@@ -13,12 +13,15 @@ class IdCollision(IntegrityError):
 
 
 def short_uuid_key(length=FULL_LENGTH):
-    """A primary key of `length` random base57 characters (22: the 128 bits of a UUID)."""
-    return ShortUUIDField(primary_key=True, length=length, editable=False)
+    """A primary key shown as `length` base57 characters. At 22, a UUID stored as such (see
+    ids.py); shorter, for codes people type, random characters stored as text."""
+    if length == FULL_LENGTH:
+        return ShortUUIDField(primary_key=True, editable=False)
+    return RandomCodeField(primary_key=True, length=length, editable=False)
 
 
 class ShortUUIDModel(models.Model):
-    """A model whose primary key is a random short UUID (see ids.py).
+    """A model whose primary key is a short UUID (see ids.py).
 
     The length is set per model: `id = short_uuid_key(length=8)` for codes people type.
     Inserts are always forced inserts, so an existing row is never overwritten; when a
@@ -52,10 +55,13 @@ class ShortUUIDModel(models.Model):
                 if attempt == INSERT_ATTEMPTS:
                     raise IdCollision(
                         f"Could not insert a {self._meta.label}: {INSERT_ATTEMPTS} random IDs of "
-                        f"{self._meta.pk.max_length} characters were all taken. "
+                        f"{self._id_length()} characters were all taken. "
                         f"Its IDs are too short for its number of rows: make them longer."
                     ) from error
             self.pk = self._generated_pk = self._meta.pk.get_default()
+
+    def _id_length(self):
+        return FULL_LENGTH if isinstance(self._meta.pk, ShortUUIDField) else self._meta.pk.length
 
     def _collided_on_pk(self, error, using):
         """Whether the insert failed on the primary key's unique constraint, not another."""
