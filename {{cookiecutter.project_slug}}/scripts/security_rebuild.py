@@ -399,8 +399,8 @@ def rebuild(arguments, registry, decision):
     upgrades, _ = pending_upgrades(tags[0])
     if upgrades:
         lines.append(f"Note: {len(upgrades)} OS package(s) still have pending upgrades in the new "
-                     "image (the base image has not caught up and the Dockerfile does not upgrade "
-                     "them): " + ", ".join(u.package for u in upgrades))
+                     "image (upgrades that need new packages, which the Dockerfile's `apt-get upgrade` "
+                     "does not install): " + ", ".join(u.package for u in upgrades))
     for line in lines:
         say(line)
     github_summary(f"Security rebuild: {tags[0]}", "\n".join(lines))
