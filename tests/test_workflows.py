@@ -10,6 +10,7 @@ checkout without persisted credentials. Every tool installs from PyPI and runs o
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -211,3 +212,57 @@ def test_the_template_ci_runs_the_whole_suite():
     assert {"push", "pull_request"} <= set(workflow[True])
     runs = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
     assert "uv run --locked pytest" in runs
+
+
+def test_ci_runs_once_per_push_pull_requests_and_main_only(roots):
+    """An unfiltered `push` beside `pull_request` runs CI twice for every push to a branch
+    with a pull request: pushes count on main (and the template's release tags) only."""
+    for root in roots:
+        trigger = load(root / ".github/workflows/ci.yml")[True]
+        assert "pull_request" in trigger, root.name
+        assert trigger["push"]["branches"] == ["main"], root.name
+        assert set(trigger["push"]) == ({"branches", "tags"} if root == TEMPLATE else
+                                        {"branches"}), root.name
+
+
+def test_one_uv_version_everywhere(roots, workflows, projects):
+    """pyproject.toml's required-version is the only place a uv version is written: uv itself
+    enforces it, setup-uv reads it, and so do .ci/run and the Dockerfile."""
+    required = {tomllib.loads((root / "pyproject.toml").read_text())["tool"]["uv"]
+                ["required-version"] for root in roots}
+    assert len(required) == 1 and re.fullmatch(r"==\d+\.\d+\.\d+", *required), required
+    version = required.pop().removeprefix("==")
+    setup_steps = [step for path in workflows for job in load(path)["jobs"].values()
+                   for step in job["steps"] if "/setup-uv@" in step.get("uses", "")]
+    assert len(setup_steps) >= 4
+    assert all(step["with"]["version-file"] == "pyproject.toml" for step in setup_steps)
+    assert version not in (TEMPLATE / ".ci/run").read_text()
+    for project in projects:
+        dockerfile = (project / "Dockerfile").read_text()
+        assert version not in dockerfile and '["required-version"]' in dockerfile, project.name
+
+
+def test_the_weekly_rebuild_publishes_without_code_scanning(projects):
+    """The SARIF upload fails where code scanning is off (private repositories without
+    Advanced Security); that must not keep a clean image from being published."""
+    for project in projects:
+        job = load(project / ".github/workflows/security-rebuild.yml")["jobs"]["rebuild"]
+        assert job["permissions"]["actions"] == "read"
+        steps = job["steps"]
+        upload = next(step for step in steps if "/upload-sarif@" in step.get("uses", ""))
+        assert upload["continue-on-error"] is True
+        publish = next(step for step in steps if "/build-push-action@" in step.get("uses", ""))
+        assert steps.index(upload) < steps.index(publish)
+        assert "if" not in publish  # success(): only the scan and the context guard gate it
+
+
+def test_the_image_and_the_rebuild_check_ask_apt_the_same_question(projects):
+    """A check that simulated more than the Dockerfile installs would find a rebuild due
+    forever: both use `upgrade --with-new-pkgs`."""
+    for project in projects:
+        dockerfile = (project / "Dockerfile").read_text()
+        check = (project / "scripts/security_rebuild.py").read_text()
+        assert re.findall(r"apt-get upgrade\b.*", dockerfile) == [
+            "apt-get upgrade --yes --with-new-pkgs \\"], project.name
+        assert re.findall(r"apt-get --simulate .*upgrade", check) == [
+            "apt-get --simulate --with-new-pkgs upgrade"], project.name

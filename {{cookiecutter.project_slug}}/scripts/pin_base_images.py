@@ -2,6 +2,7 @@
 
     python scripts/pin_base_images.py            # pin Dockerfile and compose*.yaml in place
     python scripts/pin_base_images.py --check    # change nothing; exit 1 if a pin is missing or behind
+    python scripts/pin_base_images.py --unpinned-only   # pin what has no digest; keep the others
     python scripts/pin_base_images.py --registry http://127.0.0.1:5000   # through a Docker Hub mirror
 
 `FROM python:3.13-slim` becomes `FROM python:3.13-slim@sha256:...`, and `image: postgres:17`
@@ -264,7 +265,7 @@ def base_of(dockerfile_text, target=None):
     return parse_reference(stage.image)
 
 
-def pin_dockerfile(path, text, registry):
+def pin_dockerfile(path, text, registry, unpinned_only=False):
     lines = text.splitlines(keepends=True)
     stages, arguments = dockerfile_stages(lines)
     pins, seen = [], set()
@@ -272,8 +273,8 @@ def pin_dockerfile(path, text, registry):
         if not external(stage, stages):
             continue
         reference = parse_reference(stage.image)
-        if reference.tag is None:
-            continue  # pinned by digest alone: nothing to move it forward to
+        if reference.tag is None or (unpinned_only and reference.digest):
+            continue  # pinned by digest alone (nothing to move it to), or pinned and kept
         digest = registry.digest(reference)
         if stage.argument and stage.argument in arguments:
             number, _ = arguments[stage.argument]
@@ -318,7 +319,7 @@ def builds_itself(lines, number):
     return False
 
 
-def pin_compose(path, text, registry):
+def pin_compose(path, text, registry, unpinned_only=False):
     lines = text.splitlines(keepends=True)
     pins = []
     for number, line in enumerate(lines):
@@ -326,7 +327,7 @@ def pin_compose(path, text, registry):
         if not match or "$" in match["image"] or builds_itself(lines, number):
             continue
         reference = parse_reference(match["image"])
-        if reference.tag is None:
+        if reference.tag is None or (unpinned_only and reference.digest):
             continue
         digest = registry.digest(reference)
         ending = line[len(line.rstrip("\r\n")):]
@@ -336,15 +337,17 @@ def pin_compose(path, text, registry):
     return "".join(lines), pins
 
 
-def pin_file(path, registry, write=True):
-    """Pin one Dockerfile or compose file; return its pins."""
+def pin_file(path, registry, write=True, unpinned_only=False):
+    """Pin one Dockerfile or compose file (only what has no digest yet, if unpinned_only);
+    return its pins."""
     try:
         text = path.read_text()
     except OSError as error:
         raise RegistryError(f"cannot read {path}: {error.strerror}") from None
     compose = path.suffix in (".yaml", ".yml")
     try:
-        new_text, pins = (pin_compose if compose else pin_dockerfile)(path, text, registry)
+        new_text, pins = (pin_compose if compose else pin_dockerfile)(path, text, registry,
+                                                                      unpinned_only)
     except RegistryError as error:
         raise RegistryError(f"{path.name}: {error}") from None
     if write and new_text != text:
@@ -368,6 +371,9 @@ def main(argv=None):
                              "in the project)")
     parser.add_argument("--registry", help=f"where Docker Hub images are resolved "
                                            f"(default: $BASE_IMAGE_REGISTRY or {DOCKER_HUB})")
+    parser.add_argument("--unpinned-only", action="store_true",
+                        help="pin only images that have no digest yet; leave existing pins as "
+                             "they are (Dependabot moves them, after its cooldown)")
     parser.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 if a pin is missing or behind")
     arguments = parser.parse_args(argv)
@@ -379,7 +385,8 @@ def main(argv=None):
     stale = []
     try:
         for path in files:
-            for pin in pin_file(path, registry, write=not arguments.check):
+            for pin in pin_file(path, registry, write=not arguments.check,
+                                unpinned_only=arguments.unpinned_only):
                 print(pin.describe(arguments.check))
                 if pin.old != pin.new:
                     stale.append(pin)

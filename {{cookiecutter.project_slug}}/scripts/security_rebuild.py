@@ -49,6 +49,7 @@ BASE_DIGEST = "org.opencontainers.image.base.digest"
 CREATED = "org.opencontainers.image.created"
 
 # Run inside the image as root: refresh the package lists, then list what an upgrade would install.
+# The same upgrade the Dockerfile runs (upgrade --with-new-pkgs): what a rebuild would install.
 APT_PENDING = """
 command -v apt-get >/dev/null 2>&1 || { echo NO-APT; exit 0; }
 if ! apt-get update -qq -o APT::Update::Error-Mode=any >/tmp/apt-update.log 2>&1; then
@@ -399,8 +400,8 @@ def rebuild(arguments, registry, decision):
     upgrades, _ = pending_upgrades(tags[0])
     if upgrades:
         lines.append(f"Note: {len(upgrades)} OS package(s) still have pending upgrades in the new "
-                     "image (upgrades that need new packages, which the Dockerfile's `apt-get upgrade` "
-                     "does not install): " + ", ".join(u.package for u in upgrades))
+                     "image (published while it was built, or held back by apt): "
+                     + ", ".join(u.package for u in upgrades))
     for line in lines:
         say(line)
     github_summary(f"Security rebuild: {tags[0]}", "\n".join(lines))
