@@ -60,7 +60,7 @@ def failure(result):
 def test_every_generated_project_has_its_ci_files(projects):
     for project in projects:
         for name in (".github/workflows/ci.yml", ".github/workflows/security-rebuild.yml",
-                     ".github/dependabot.yml", "scripts/security_rebuild.py",
+                     ".github/workflows/template-updates.yml", ".github/dependabot.yml", "scripts/security_rebuild.py",
                      "scripts/pin_base_images.py", "Dockerfile"):
             assert (project / name).is_file(), f"{project.name}: {name} missing"
 
@@ -205,6 +205,18 @@ def test_the_security_rebuild_is_scheduled_in_a_file_of_its_own(projects):
         assert publish["with"]["sbom"] is True
         assert publish["with"]["provenance"] == "mode=max"
         assert steps.index(scan) < steps.index(publish)
+
+
+def test_the_template_check_is_weekly_in_a_file_of_its_own(projects):
+    """cruft check on a schedule of its own (its behaviour is tested in test_cruft.py)."""
+    for project in projects:
+        workflow = load(project / ".github/workflows/template-updates.yml")
+        assert set(workflow[True]) == {"schedule", "workflow_dispatch"}
+        assert workflow[True]["schedule"][0]["cron"].endswith(" * * 1")  # weekly
+        (job,) = workflow["jobs"].values()
+        assert job["permissions"] == {"contents": "read"}
+        assert "continue-on-error" not in job  # it does not fail; it need not be forgiven
+        assert any("cruft check" in step.get("run", "") for step in job["steps"])
 
 
 def test_the_template_ci_runs_the_whole_suite():
