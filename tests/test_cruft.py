@@ -197,10 +197,13 @@ def test_a_conflicting_edit_is_reported_never_overwritten(template, tmp_path):
                                                      'LANGUAGE_CODE = "de"'))
     commit_all(project, template.environ, "Our language")
     secrets = (project / ".env").read_bytes()
-    template.commit_b()
+    b = template.commit_b()
 
     result = cruft("update", "--skip-apply-ask", cwd=project, environ=template.environ)
     assert "Applied patch to 'config/settings.py' with conflicts" in result.stderr, output(result)
+    # As the README says: cruft exits 0 and records the new commit all the same.
+    assert result.returncode == 0, output(result)
+    assert json.loads((project / ".cruft.json").read_text())["commit"] == b
     unmerged = run(["git", "diff", "--name-only", "--diff-filter=U"], cwd=project,
                    env=template.environ).stdout.split()
     assert unmerged == ["config/settings.py"]
@@ -210,6 +213,20 @@ def test_a_conflicting_edit_is_reported_never_overwritten(template, tmp_path):
     # The rest of the change merged cleanly; .env is as it was.
     assert 'WORKDIR /app\nENV PYTHONFAULTHANDLER=1\n' in (project / "Dockerfile").read_text()
     assert (project / ".env").read_bytes() == secrets
+
+
+def test_cruft_diff_shows_the_users_changes_and_no_secrets(template, tmp_path):
+    project, _ = create(template, tmp_path / "out")
+    dockerfile = project / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace("EXPOSE 8000\n", "EXPOSE 8080\n"))
+    commit_all(project, template.environ, "Our port")
+    result = cruft("diff", cwd=project, environ=template.environ)
+    assert result.returncode == 0, output(result)
+    # From the project to the template: the user's line is the one taken away.
+    assert re.search(r"^-EXPOSE 8080$", result.stdout, re.MULTILINE), output(result)
+    assert re.search(r"^\+EXPOSE 8000$", result.stdout, re.MULTILINE), output(result)
+    secret_key = read_env_file(project / ".env")["SECRET_KEY"]
+    assert ".env" not in result.stdout and secret_key not in result.stdout
 
 
 def test_an_update_keeps_non_default_answers(template, tmp_path):
