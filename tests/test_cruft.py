@@ -229,6 +229,18 @@ def test_cruft_diff_shows_the_users_changes_and_no_secrets(template, tmp_path):
     assert ".env" not in result.stdout and secret_key not in result.stdout
 
 
+def test_a_file_the_user_deleted_stays_deleted(template, tmp_path):
+    """The README: delete what you do not need; updates do not bring it back."""
+    project, _ = create(template, tmp_path / "out")
+    run(["git", "rm", "--quiet", "Dockerfile"], cwd=project, env=template.environ)
+    commit_all(project, template.environ, "We deploy without containers")
+    template.commit_b()  # changes the Dockerfile too
+    result = cruft("update", "--skip-apply-ask", cwd=project, environ=template.environ)
+    assert result.returncode == 0 and "has been updated" in result.stdout, output(result)
+    assert changed_files(project, template.environ) == {".cruft.json", "config/settings.py"}
+    assert not (project / "Dockerfile").exists()
+
+
 def test_an_update_keeps_non_default_answers(template, tmp_path):
     answers = TEXT_ANSWERS[1] | {"project_slug": "desk", "license": "Proprietary"}
     project, _ = create(template, tmp_path / "out", answers)
