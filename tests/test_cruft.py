@@ -346,6 +346,8 @@ def test_the_changelog_names_the_release_that_projects_carry(tmp_path):
         assert re.fullmatch(rf"{year}\.{int(month)}\.\d+", version), f"{version}: not CalVer"
         assert "\n**Manual steps:**" in section, f"{version}: no manual steps line"
     assert releases[0][1] == VERSION, "cookiecutter.json's _shipshape_version is not the newest"
+    assert f"cruft create https://github.com/org/shipshape --checkout {VERSION} " in \
+        (TEMPLATE / "README.md").read_text(), "README.md recommends another release"
     project = generate(tmp_path)
     assert f"generated from Shipshape {VERSION}." in (project / "README.md").read_text()
 
@@ -354,10 +356,10 @@ def test_a_project_from_before_the_first_release_follows_the_changelog(template,
     """CHANGELOG 2026.11.0, manual steps: link, skip .env in .cruft.json, update, unskip."""
     # X: an earlier commit, whose projects have no [tool.cruft] table.
     template.git("checkout", "--quiet", "-b", "earlier")
-    pyproject = template.work / PROJECT / "pyproject.toml"
-    table = re.search(r"^\[tool\.cruft\]\n(#.*\n)*skip = .*\n\n", pyproject.read_text(),
+    earlier = template.work / PROJECT / "pyproject.toml"
+    table = re.search(r"^\[tool\.cruft\]\n(#.*\n)*skip = .*\n\n", earlier.read_text(),
                       re.MULTILINE).group()
-    pyproject.write_text(pyproject.read_text().replace(table, ""))
+    earlier.write_text(earlier.read_text().replace(table, ""))
     template.git("commit", "--quiet", "--all", "--message", "X")
     x = template.head()
     template.git("push", "--quiet", "origin", "earlier")
@@ -380,7 +382,8 @@ def test_a_project_from_before_the_first_release_follows_the_changelog(template,
     result = cruft("update", "--skip-apply-ask", cwd=project, environ=template.environ)
     assert result.returncode == 0 and "has been updated" in result.stdout, output(result)
     assert changed_files(project, template.environ) == {".cruft.json", "pyproject.toml"}
-    assert table in pyproject.read_text() and (project / ".env").read_bytes() == secrets
+    assert table in (project / "pyproject.toml").read_text()
+    assert (project / ".env").read_bytes() == secrets
 
     state = json.loads(state_file.read_text())
     del state["skip"]

@@ -60,8 +60,8 @@ def failure(result):
 def test_every_generated_project_has_its_ci_files(projects):
     for project in projects:
         for name in (".github/workflows/ci.yml", ".github/workflows/security-rebuild.yml",
-                     ".github/workflows/template-updates.yml", ".github/dependabot.yml", "scripts/security_rebuild.py",
-                     "scripts/pin_base_images.py", "Dockerfile"):
+                     ".github/workflows/template-updates.yml", ".github/dependabot.yml",
+                     "scripts/security_rebuild.py", "scripts/pin_base_images.py", "Dockerfile"):
             assert (project / name).is_file(), f"{project.name}: {name} missing"
 
 
