@@ -458,6 +458,18 @@ def established_connections_to_gunicorn(stack):
                and row.split()[3] == "01" and not row.split()[2].startswith("0100007F"))
 
 
+def hold_database(stack):
+    """Make the web service's next queries wait: end its database sessions (Django reconnects
+    on the next query), then stop the postmaster, so that new connections wait unanswered.
+    Not `compose pause`: on cgroup v1 hosts the freezer can leave `unpause` hanging for good.
+    SIGSTOP reaches the postmaster (PID 1) because it comes from outside its PID namespace."""
+    user = stack.path.name
+    stack.exec("db", "psql", "--username", user, "--dbname", user, "--quiet", "--command",
+               "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+               "WHERE usename = current_user AND pid <> pg_backend_pid()")
+    stack.compose("kill", "--signal", "SIGSTOP", "db")
+
+
 def test_stopping_web_loses_no_request_it_accepted(prod):
     """`docker compose stop web` while requests are in flight and more keep coming: gunicorn
     finishes the ones it accepted, and the stream only ever sees complete responses."""
@@ -484,10 +496,8 @@ def test_stopping_web_loses_no_request_it_accepted(prod):
     streamer.start()
     try:
         eventually(lambda: stream.count(200) >= 3, timeout=30)
-        # Stopping the database's postmaster (SIGSTOP, delivered from outside its PID namespace)
-        # holds /readyz requests inside gunicorn: accepted, not answered. Not `compose pause`:
-        # on cgroup v1 hosts the freezer can leave `unpause` hanging for good.
-        prod.compose("kill", "--signal", "SIGSTOP", "db")
+        # Holding the database holds /readyz requests inside gunicorn: accepted, not answered.
+        hold_database(prod)
         try:
             for thread in slow:
                 thread.start()
