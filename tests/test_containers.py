@@ -196,14 +196,14 @@ class LocalHTTPS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(raw, server_hostname="localhost")
 
 
-def fetch(port, path, tls=None, timeout=15):
+def fetch(port, path, tls=None, timeout=15, headers=None):
     """(status, headers, body) of GET path at 127.0.0.1:port, with Host: localhost."""
     if tls is None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     else:
         connection = LocalHTTPS("localhost", port, context=tls, timeout=timeout)
     try:
-        connection.request("GET", path, headers={"Host": "localhost"})
+        connection.request("GET", path, headers={"Host": "localhost", **(headers or {})})
         response = connection.getresponse()
         return response.status, {k.lower(): v for k, v in response.getheaders()}, \
             response.read().decode(errors="replace")
@@ -262,12 +262,13 @@ def test_both_targets_build(project):
     found = docker("run", "--rm", "--entrypoint", "sh", project.prod.image("web"), "-c",
                    "for tool in uv gcc cc make; do command -v $tool; done; "
                    "ls -d /root/.cache/uv /app/tests 2>/dev/null; "
-                   "ls /app/staticfiles/admin/css/base.css.gz; "
+                   "ls /app/staticfiles/admin/css/base.*.css.br; "
                    "find /app/config -name '*.pyc' | head -1", check=False).stdout.split()
     assert [line for line in found if not line.startswith(("/app/staticfiles", "/app/config"))] \
         == [], found
     assert any(line.endswith(".pyc") for line in found), found
-    assert "/app/staticfiles/admin/css/base.css.gz" in found
+    assert [line for line in found if re.fullmatch(
+        r"/app/staticfiles/admin/css/base\.[0-9a-f]{12}\.css\.br", line)], found
     # The dev image has the uv that pyproject.toml requires (and CI's setup-uv installs).
     required = tomllib.loads((project.dev.path / "pyproject.toml").read_text())["tool"]["uv"][
         "required-version"]
@@ -387,13 +388,53 @@ def test_prod_stack_is_healthy_and_serves_https_and_redirects_http(prod):
     assert fetch(https, "/readyz", tls=trust)[0] == 200
     status, _, body = fetch(https, "/admin/login/", tls=trust)
     assert status == 200 and 'name="username"' in body
-    # Static files, from WhiteNoise through Caddy.
-    status, headers, _ = fetch(https, "/static/admin/css/base.css", tls=trust)
+    # Static files, from WhiteNoise through Caddy, by the names the page gives them.
+    stylesheet = re.search(r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"', body)
+    status, headers, _ = fetch(https, stylesheet[1], tls=trust)
     assert status == 200 and headers["content-type"].startswith("text/css")
     status, headers, _ = fetch(http_, "/admin/login/")
     assert status in (301, 308)
     assert headers["location"].startswith("https://localhost")
     assert "not formatted" not in prod.compose("logs", "caddy").stdout
+
+
+def test_static_files_have_hashed_names_and_are_cached_for_ever(prod):
+    https, trust = prod.port("caddy", 443), caddy_trust(prod)
+    _, _, page = eventually(lambda: fetch(https, "/admin/login/", tls=trust))
+    stylesheet = re.search(r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"', page)
+    assert stylesheet, page[:3000]
+    for encoding in ("br", "gzip"):
+        status, headers, _ = fetch(https, stylesheet[1], tls=trust,
+                                   headers={"Accept-Encoding": encoding})
+        assert (status, headers.get("content-encoding")) == (200, encoding), headers
+        assert "immutable" in headers["cache-control"], headers
+        max_age = int(re.search(r"max-age=(\d+)", headers["cache-control"])[1])
+        assert max_age >= 365 * 24 * 3600, headers
+
+
+def test_caddy_logs_each_request_once_as_json_with_its_id(prod):
+    https, trust = prod.port("caddy", 443), caddy_trust(prod)
+    path = f"/healthz?logged={secrets.token_hex(4)}"
+    status, headers, _ = eventually(lambda: fetch(https, path, tls=trust))
+    request_id = headers["x-request-id"]
+    assert status == 200 and re.fullmatch(r"[0-9a-f-]{36}", request_id)
+    lines = eventually(lambda: [line for line in prod.compose(
+        "logs", "--no-log-prefix", "caddy").stdout.splitlines() if path in line], timeout=15)
+    (entry,) = [json.loads(line[line.index("{"):]) for line in lines]  # after compose's ANSI
+    assert entry["status"] == 200 and entry["request"]["remote_ip"]
+    assert entry["request_id"] == request_id
+    # gunicorn keeps no access log of its own.
+    assert path not in prod.compose("logs", "web").stdout
+
+
+def test_the_health_probe_checks_healthz_without_starting_python(prod):
+    probe = prod.inspect("web")["Config"]["Healthcheck"]["Test"]
+    assert probe[0] == "CMD" and "python" not in probe[1], probe
+    assert prod.exec("web", *probe[1:], check=False).returncode == 0
+    # The same image with nothing listening on port 8000: the probe fails.
+    idle = docker("run", "--rm", "--entrypoint", probe[1], prod.image("web"), *probe[2:],
+                  check=False)
+    assert idle.returncode != 0
 
 
 def test_the_caddyfile_is_formatted_and_valid(project):
@@ -600,10 +641,10 @@ def test_prod_compose_is_hardened(project):
             assert condition == {"condition": expected}, (name, dependency)
     assert services["web"]["depends_on"]["migrate"]
     # Docker waits longer than gunicorn's graceful stop: in-flight requests are never SIGKILLed.
-    gunicorn = {}
-    exec((project.prod.path / "gunicorn.conf.py").read_text(), gunicorn)  # noqa: S102
+    graceful_timeout = re.search(r"^graceful_timeout = (\d+)$",
+                                 (project.prod.path / "gunicorn.conf.py").read_text(), re.M)
     grace = int(services["web"]["stop_grace_period"].removesuffix("s"))
-    assert gunicorn["graceful_timeout"] < grace
+    assert int(graceful_timeout[1]) < grace
     # No secret is written into the file: the password only ever comes from the environment.
     text = (project.prod.path / "compose.prod.yaml").read_text()
     assert project.prod_values["POSTGRES_PASSWORD"] not in text

@@ -83,11 +83,18 @@ def parse_host_name(text):
 
 
 BOOLEAN = Type("boolean", Schema(Use(parse_boolean, error="not a boolean (use true or false)")))
-INTEGER = Type("integer ≥ 0", Schema(And(
-    Use(int, error="not a whole number"),
-    lambda number: number >= 0,
-    error="not a whole number ≥ 0",
-)))
+
+
+def whole_number(minimum):
+    return Type(f"integer ≥ {minimum}", Schema(And(
+        Use(int, error="not a whole number"),
+        lambda number: number >= minimum,
+        error=f"not a whole number ≥ {minimum}",
+    )))
+
+
+INTEGER = whole_number(0)
+COUNT = whole_number(1)
 TEXT = Type("text", Schema(And(str, len, error="empty")))
 DATABASE_URL = Type("URL", Schema(Use(
     parse_database_url,
@@ -166,6 +173,15 @@ VARIABLES = (
         "SECURE_HSTS_SECONDS", INTEGER, default="31536000",
         help="How long browsers must use HTTPS only (Strict-Transport-Security); "
              "applies when DEBUG is off.",
+    ),
+    Variable(
+        "WEB_CONCURRENCY", COUNT, default="2",
+        help="gunicorn worker processes in production (gunicorn.conf.py): about one per CPU; "
+             "each adds a few MiB, since the app is loaded once before they fork.",
+    ),
+    Variable(
+        "WEB_THREADS", COUNT, default="4",
+        help="Threads per gunicorn worker: requests one process serves at once.",
     ),
 )
 

@@ -40,6 +40,8 @@ def production_environments(draw):
         "TIME_ZONE": draw(st.sampled_from(sorted(zoneinfo.available_timezones()))),
         "LOG_LEVEL": draw(st.sampled_from(["debug", "INFO", "Warning", "ERROR", "CRITICAL"])),
         "SECURE_HSTS_SECONDS": str(draw(st.integers(0, 10**9))),
+        "WEB_CONCURRENCY": str(draw(st.integers(1, 64))),
+        "WEB_THREADS": str(draw(st.integers(1, 64))),
     }
 
 
@@ -57,6 +59,8 @@ INVALID = {
                   "not a time zone"),
     "LOG_LEVEL": (st.sampled_from(["LOUD", "trace", "5"]), "not one of"),
     "SECURE_HSTS_SECONDS": (st.sampled_from(["-1", "ten", "1.5", "1e3"]), "not a whole number"),
+    "WEB_CONCURRENCY": (st.sampled_from(["0", "-2", "four", "2.5"]), "not a whole number ≥ 1"),
+    "WEB_THREADS": (st.sampled_from(["0", "-1", "many", "1e2"]), "not a whole number ≥ 1"),
 }
 
 

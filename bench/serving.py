@@ -1,0 +1,219 @@
+"""Print how the default project's production stack serves: requests per second, latency and
+errors under load, and the web container's memory, for the shipped gunicorn configuration and
+the candidates it was chosen from; straight to gunicorn and through Caddy over HTTPS.
+
+    uv run python bench/serving.py [--seconds 10] [--rounds 2]
+
+Needs Docker with BuildKit and Compose v2, and wrk (Debian: `apt-get install wrk`). It builds the
+prod image of a freshly generated project, starts its compose.prod.yaml stack (PostgreSQL,
+migrations, gunicorn, Caddy) with SITE_ADDRESS=localhost, and for each configuration replaces
+only the web container: the configuration is a file that runs the project's gunicorn.conf.py and
+then overrides a few settings, mounted into the container. Rounds interleave the configurations,
+so that load from outside falls on each alike; the figures are medians over rounds. The load is
+`wrk -t2 -c32` on GET /admin/login/ (a template, a CSRF cookie, no database query), after a
+2-second warm-up, from this machine to 127.0.0.1 only. Straight to gunicorn, requests carry
+`X-Forwarded-Proto: https` as Caddy's do: without it Django answers every one with a cheap
+redirect to HTTPS, and a benchmark measures that instead of the page. Everything it creates is
+removed at the end.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parent.parent
+RUN = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
+SHIPPED = "shipped"
+PROXIED = {"X-Forwarded-Proto": "https"}  # what Caddy tells gunicorn
+# name: settings layered over the project's gunicorn.conf.py ("" = the project's own).
+CANDIDATES = {
+    SHIPPED: "",
+    "before: 5 sync, no preload, access log": (
+        "worker_class = 'sync'\nworkers = 5\nthreads = 1\npreload_app = False\naccesslog = '-'"),
+    "4 sync, preload": "worker_class = 'sync'\nworkers = 4\nthreads = 1\npreload_app = True",
+    "4 sync, preload, access log": (
+        "worker_class = 'sync'\nworkers = 4\nthreads = 1\npreload_app = True\naccesslog = '-'"),
+    "2 gthread x 4, preload": "worker_class = 'gthread'\nworkers = 2\nthreads = 4\n"
+                              "preload_app = True",
+    "3 gthread x 4, preload": "worker_class = 'gthread'\nworkers = 3\nthreads = 4\n"
+                              "preload_app = True",
+}
+
+
+def run(command, cwd, env=None, check=True):
+    result = subprocess.run(command, cwd=cwd, env=env, text=True, capture_output=True,
+                            check=False)
+    if check and result.returncode != 0:
+        sys.exit(f"{' '.join(map(str, command))} exited {result.returncode}\n"
+                 f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def memory_mib(container):
+    """The container's memory use as the engine reports it (cgroup, less the page cache)."""
+    usage = run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container],
+                cwd=".").stdout.split("/")[0].strip()
+    number, unit = re.fullmatch(r"([\d.]+)\s*([KMG]i?B)", usage).groups()
+    return float(number) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "kB": 1 / 1024,
+                            "MB": 1, "GB": 1024}[unit]
+
+
+def wrk(url, seconds, *headers):
+    """{rps, p50, p99 (ms), errors} of `wrk -t2 -c32 --latency` against url, after a warm-up."""
+    command = ["wrk", "-t2", "-c32", "--latency", "--timeout", "10s", "-H", "Host: localhost",
+               *[option for header in headers for option in ("-H", header)]]
+    run([*command, "-d2s", url], cwd=".")
+    output = run([*command, f"-d{seconds}s", url], cwd=".").stdout
+
+    def milliseconds(label):
+        value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output)[1]),
+            "p50": milliseconds("50"), "p99": milliseconds("99"),
+            "errors": errors + (int(non_2xx[1]) if non_2xx else 0)}
+
+
+class Stack:
+    def __init__(self, project, env):
+        self.project, self.env = project, env
+        self.compose = ["docker", "compose", "-p", f"shipshape-{RUN}", "-f", "compose.prod.yaml"]
+
+    def __call__(self, *arguments, files=(), check=True):
+        command = [*self.compose, *[option for f in files for option in ("-f", str(f))],
+                   *arguments]
+        return run(command, self.project, self.env, check)
+
+    def port(self, service, port, files=()):
+        return int(self("port", service, str(port), files=files).stdout.strip().rsplit(":", 1)[1])
+
+    def container(self, service, files=()):
+        return self("ps", "--quiet", service, files=files).stdout.strip()
+
+
+def candidate_files(project, scratch):
+    """{name: compose override that runs web with that configuration, port 8000 published}."""
+    files = {}
+    for number, (name, settings) in enumerate(CANDIDATES.items()):
+        config = Path(scratch) / f"gunicorn-{number}.py"
+        config.write_text('exec(open("/app/gunicorn.conf.py").read())\n' + settings + "\n")
+        override = Path(scratch) / f"compose-{number}.yaml"
+        override.write_text(json.dumps({"services": {"web": {
+            "ports": ["127.0.0.1::8000"],
+            "volumes": [f"{config}:/bench/gunicorn.conf.py:ro"],
+            "command": ["gunicorn", "--config", "/bench/gunicorn.conf.py", "config.wsgi"],
+        }}}))
+        files[name] = override
+    return files
+
+
+def measure(stack, override, seconds):
+    started = time.perf_counter()
+    stack("up", "--detach", "--wait", "--no-deps", "web", files=[override])
+    ready = time.perf_counter() - started
+    container = stack.container("web", files=[override])
+    time.sleep(3)  # idle: the workers have started and settled
+    idle = memory_mib(container)
+    port = stack.port("web", 8000, [override])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/admin/login/", headers={"Host": "localhost", **PROXIED})
+    status = connection.getresponse().status
+    connection.close()
+    assert status == 200, f"GET /admin/login/ answered {status}, not the page"
+    direct = wrk(f"http://127.0.0.1:{port}/admin/login/", seconds,
+                 *[f"{name}: {value}" for name, value in PROXIED.items()])
+    loaded = memory_mib(container)
+    caddy = wrk(f"https://localhost:{stack.port('caddy', 443)}/admin/login/", seconds)
+    return {"ready": ready, "idle": idle, "loaded": loaded, "direct": direct, "caddy": caddy}
+
+
+def probe_cpu_ms(stack):
+    """CPU time of one run of the image's HEALTHCHECK command, inside the web container."""
+    test = json.loads(run(["docker", "inspect", "--format", "{{json .Config.Healthcheck.Test}}",
+                           stack.container("web")], ".").stdout)
+    command = test[1] if test[0] == "CMD-SHELL" else " ".join(map(repr_shell, test[1:]))
+    script = f"time (for i in $(seq 20); do {command} >/dev/null || exit 1; done)"
+    timing = stack("exec", "-T", "web", "bash", "-c", script).stderr
+    user, system = (float(m) * 60 + float(s) for m, s in
+                    re.findall(r"^(?:user|sys)\s+(\d+)m([\d.]+)s", timing, re.M))
+    return (user + system) / 20 * 1000
+
+
+def repr_shell(word):
+    return "'" + word.replace("'", "'\\''") + "'"
+
+
+def median(rounds, *keys):
+    values = []
+    for result in rounds:
+        for key in keys:
+            result = result[key]
+        values.append(result)
+    return statistics.median(values)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="of load per measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="of every configuration")
+    parser.add_argument("--up-runs", type=int, default=3, help="cold starts of the whole stack")
+    arguments = parser.parse_args()
+    results = {name: [] for name in CANDIDATES}
+    with tempfile.TemporaryDirectory() as scratch:
+        run([sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE), "-o", scratch],
+            cwd=scratch)
+        project = Path(scratch) / "my_project"
+        (project / ".env").write_text(
+            f"SECRET_KEY={secrets.token_urlsafe(64)}\nALLOWED_HOSTS=localhost\n"
+            f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}\nSITE_ADDRESS=localhost\n")
+        env = dict(os.environ) | {"HTTP_PORT": "0", "HTTPS_PORT": "0"}
+        stack = Stack(project, env)
+        overrides = candidate_files(project, scratch)
+        try:
+            stack("build")
+            up = []
+            for _ in range(arguments.up_runs):
+                started = time.perf_counter()
+                stack("up", "--detach", "--wait")
+                up.append(time.perf_counter() - started)
+                stack("down", "--volumes")
+            stack("up", "--detach", "--wait")
+            probe = probe_cpu_ms(stack)
+            for _ in range(arguments.rounds):
+                for name, override in overrides.items():
+                    results[name].append(measure(stack, override, arguments.seconds))
+        finally:
+            stack("down", "--volumes", "--remove-orphans", "--rmi", "local", check=False)
+
+    print(f"serving figures of the default project ({os.cpu_count()} CPUs; wrk -t2 -c32 "
+          f"{arguments.seconds} s; medians of {arguments.rounds} rounds):")
+    print(f"  {'configuration':42} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+          f"{'Caddy req/s':>11} {'p99 ms':>7} {'errors':>6} {'idle MiB':>8} {'loaded MiB':>10}")
+    for name, rounds in results.items():
+        print(f"  {name:42} {median(rounds, 'direct', 'rps'):7.0f} "
+              f"{median(rounds, 'direct', 'p50'):7.1f} {median(rounds, 'direct', 'p99'):7.1f} "
+              f"{max(r['direct']['errors'] for r in rounds):6d} "
+              f"{median(rounds, 'caddy', 'rps'):11.0f} {median(rounds, 'caddy', 'p99'):7.1f} "
+              f"{max(r['caddy']['errors'] for r in rounds):6d} "
+              f"{median(rounds, 'idle'):8.0f} {median(rounds, 'loaded'):10.0f}")
+    shipped = results[SHIPPED]
+    print(f"  shipped through Caddy: {median(shipped, 'caddy', 'rps') / median(shipped, 'direct', 'rps'):.2f}"
+          " x straight to gunicorn")
+    print(f"  whole stack up to healthy (warm images): median {statistics.median(up):.1f} s "
+          f"(min {min(up):.1f}, max {max(up):.1f}, {len(up)} runs)")
+    print(f"  health probe: {probe:.1f} ms of CPU per check")
+
+
+if __name__ == "__main__":
+    main()
