@@ -47,6 +47,8 @@ CAPABILITY_BITS = {"CHOWN": 0, "DAC_READ_SEARCH": 2, "FOWNER": 3, "SETGID": 6, "
                    "NET_BIND_SERVICE": 10}
 PROD_CAPABILITIES = {"db": {"CHOWN", "DAC_READ_SEARCH", "FOWNER", "SETGID", "SETUID"},
                      "migrate": set(), "web": set(), "caddy": {"NET_BIND_SERVICE"}}
+# The admin's stylesheet as pages name it in production: with the hash of its content.
+HASHED_STYLESHEET = re.compile(r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"')
 
 
 def read_env_file(path):
@@ -389,7 +391,7 @@ def test_prod_stack_is_healthy_and_serves_https_and_redirects_http(prod):
     status, _, body = fetch(https, "/admin/login/", tls=trust)
     assert status == 200 and 'name="username"' in body
     # Static files, from WhiteNoise through Caddy, by the names the page gives them.
-    stylesheet = re.search(r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"', body)
+    stylesheet = HASHED_STYLESHEET.search(body)
     status, headers, _ = fetch(https, stylesheet[1], tls=trust)
     assert status == 200 and headers["content-type"].startswith("text/css")
     status, headers, _ = fetch(http_, "/admin/login/")
@@ -401,7 +403,7 @@ def test_prod_stack_is_healthy_and_serves_https_and_redirects_http(prod):
 def test_static_files_have_hashed_names_and_are_cached_for_ever(prod):
     https, trust = prod.port("caddy", 443), caddy_trust(prod)
     _, _, page = eventually(lambda: fetch(https, "/admin/login/", tls=trust))
-    stylesheet = re.search(r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"', page)
+    stylesheet = HASHED_STYLESHEET.search(page)
     assert stylesheet, page[:3000]
     for encoding in ("br", "gzip"):
         status, headers, _ = fetch(https, stylesheet[1], tls=trust,
