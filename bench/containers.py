@@ -88,7 +88,7 @@ def main():
                 run([*dev, "down", "--volumes", "--remove-orphans"], project, env)
 
             (project / ".env").write_text(
-                f"SECRET_KEY={secrets.token_urlsafe(64)}\nALLOWED_HOSTS=localhost\n"
+                f"SECRET_KEY={secrets.token_urlsafe(64)}\nALLOWED_HOSTS=localhost\nEMAIL_URL=smtp://mail.invalid\n"
                 f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}\nSITE_ADDRESS=localhost\n")
             run([*prod, "build"], project, env)
             prod_up = []

@@ -175,7 +175,7 @@ def main():
             cwd=scratch)
         project = Path(scratch) / "my_project"
         (project / ".env").write_text(
-            f"SECRET_KEY={secrets.token_urlsafe(64)}\nALLOWED_HOSTS=localhost\n"
+            f"SECRET_KEY={secrets.token_urlsafe(64)}\nALLOWED_HOSTS=localhost\nEMAIL_URL=smtp://mail.invalid\n"
             f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}\nSITE_ADDRESS=localhost\n")
         env = dict(os.environ) | {"HTTP_PORT": "0", "HTTPS_PORT": "0"}
         stack = Stack(project, env)

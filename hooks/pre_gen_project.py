@@ -11,8 +11,9 @@ ANSWERS = json.loads({{ cookiecutter | jsonify | tojson }})
 # Top-level names the generated project imports or creates. A slug equal to one of them, or
 # to a standard library module, would shadow it and break the project in confusing ways.
 TAKEN_NAMES = {
-    "config", "dj_database_url", "django", "gunicorn", "hypothesis", "manage", "psycopg",
-    "pytest", "pytest_django", "schema", "shortuuid", "test", "tests",
+    "config", "debug_toolbar", "dj_database_url", "django", "gunicorn", "hypothesis", "manage",
+    "psycopg", "pytest", "pytest_django", "schema", "shortuuid", "test", "tests", "uuid6",
+    "whitenoise",
 }
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")

@@ -20,9 +20,12 @@ import threading
 import time
 import tomllib
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import yaml
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import sync_playwright
 
 from conftest import TEXT_ANSWERS, generate, tool_environment
 
@@ -144,6 +147,7 @@ class Project:
         self.prod_values = {
             "SECRET_KEY": secrets.token_urlsafe(64),
             "ALLOWED_HOSTS": "localhost",
+            "EMAIL_URL": "smtp://mail.invalid",  # nothing is mailed in these tests
             "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
             "SITE_ADDRESS": "localhost",
         }
@@ -278,6 +282,14 @@ def test_both_targets_build(project):
     assert required == f"=={version[1]}", version
 
 
+def test_the_debug_toolbar_is_in_the_dev_image_only(project):
+    probe = "import importlib.util; print(importlib.util.find_spec('debug_toolbar') is not None)"
+    found = {target: docker("run", "--rm", "--entrypoint", "python", stack.image("web"), "-c",
+                            probe).stdout.strip()
+             for target, stack in (("dev", project.dev), ("prod", project.prod))}
+    assert found == {"dev": "True", "prod": "False"}
+
+
 @pytest.mark.parametrize("target", ["dev", "prod"])
 def test_a_lock_that_drifts_from_pyproject_fails_the_build(project, target, tmp_path):
     drifted = shutil.copytree(project.prod.path, tmp_path / project.slug)
@@ -353,6 +365,51 @@ def test_dev_server_reloads_a_view_edited_on_the_host(dev):
     assert (state["State"]["StartedAt"], state["RestartCount"]) == (started, 0)
 
 
+def compose_that_watches(stack):
+    """The environment in which `docker compose` is one that rebuilds on changes under a bind
+    mount (Compose 2.30 or later, as current Docker has): this one, or the current Compose that
+    .ci/run installs beside the engine's 2.26 ($SHIPSHAPE_CURRENT_COMPOSE_CONFIG)."""
+    environments = [stack.env]
+    if os.environ.get("SHIPSHAPE_CURRENT_COMPOSE_CONFIG"):
+        environments.append(stack.env | {"DOCKER_CONFIG":
+                                         os.environ["SHIPSHAPE_CURRENT_COMPOSE_CONFIG"]})
+    for env in environments:
+        version = execute(["docker", "compose", "version", "--short"], stack.path, env).stdout
+        if tuple(map(int, re.match(r"v?(\d+)\.(\d+)", version).groups())) >= (2, 30):
+            return env
+    pytest.fail("no Compose 2.30 or later: run .ci/run, which installs one")
+
+
+def test_compose_watch_rebuilds_web_when_the_dependencies_change(dev, tmp_path):
+    """`docker compose watch`: a change to pyproject.toml (here, a comment) rebuilds the image and
+    replaces the web container, which comes back healthy. The code itself needs no rule: it is
+    bind-mounted, and the dev server reloads it."""
+    before = dev.inspect("web")
+
+    def replacement():  # the new web container, once there is exactly one
+        ids = dev.compose("ps", "--quiet", "web", check=False).stdout.split()
+        return len(ids) == 1 and ids[0] != before["Id"] and dev.inspect("web")
+
+    log = tmp_path / "watch.log"
+    with log.open("w") as output:
+        watcher = subprocess.Popen(dev.command("watch", "--no-up", "web"), cwd=dev.path,
+                                   env=compose_that_watches(dev), stdout=output,
+                                   stderr=subprocess.STDOUT)
+    pyproject = dev.path / "pyproject.toml"
+    original = pyproject.read_text()
+    try:
+        eventually(lambda: "Watch enabled" in log.read_text(errors="replace"), timeout=60)
+        pyproject.write_text(original + f"# touched by a test {secrets.token_hex(4)}\n")
+        replaced = eventually(replacement, timeout=240, interval=2)
+        assert replaced["Image"] != before["Image"], log.read_text()  # a new image, not a restart
+        eventually(lambda: health(dev)["web"] == ("running", "healthy", 0), timeout=120)
+        assert fetch(dev.port("web", 8000), "/healthz")[0] == 200
+    finally:
+        pyproject.write_text(original)
+        watcher.terminate()
+        watcher.wait(timeout=60)
+
+
 def test_files_written_through_the_bind_mount_belong_to_the_host_user(dev):
     assert dev.exec("web", "id", "-u").stdout.strip() == str(HOST_UID)
     dev.exec("web", "sh", "-c", "echo hello > /app/written-in-the-container.txt")
@@ -412,6 +469,69 @@ def test_static_files_have_hashed_names_and_are_cached_for_ever(prod):
         assert "immutable" in headers["cache-control"], headers
         max_age = int(re.search(r"max-age=(\d+)", headers["cache-control"])[1])
         assert max_age >= 365 * 24 * 3600, headers
+
+
+def chromium():
+    """The installed Chromium (Debian's package, as .ci/run installs it) or Chrome (GitHub's
+    runners have it): Playwright drives it instead of downloading a browser of its own."""
+    found = [path for name in ("chromium", "chromium-browser", "google-chrome")
+             if (path := shutil.which(name))]
+    assert found, "no Chromium: install Debian's `chromium` package (.ci/run does)"
+    return found[0]
+
+
+def test_the_pages_pass_in_a_real_browser(prod, tmp_path):
+    """Chromium through Caddy, as a visitor: every page of the site renders with its stylesheet,
+    fits a phone's width, logs no error (a Content-Security-Policy violation is one), and axe-core
+    finds no accessibility problem; signing in and writing a note work; the admin keeps working
+    under the same policy. Screenshots go to $SHIPSHAPE_SCREENSHOTS when it is set."""
+    password = secrets.token_urlsafe(16)
+    prod.compose("exec", "-T", "--env", f"DJANGO_SUPERUSER_PASSWORD={password}", "web", "python",
+                 "manage.py", "createsuperuser", "--noinput", "--username", "ada",
+                 "--email", "ada@example.com")
+    base = f"https://localhost:{prod.port('caddy', 443)}"
+    eventually(lambda: fetch(prod.port("caddy", 443), "/healthz", tls=caddy_trust(prod))[0] == 200)
+    shots = Path(os.environ.get("SHIPSHAPE_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium())
+        # Caddy's certificate for localhost comes from its own CA; TLS is checked elsewhere.
+        page = browser.new_page(ignore_https_errors=True, viewport={"width": 1024, "height": 768})
+        problems = []
+        page.on("console", lambda message: message.type == "error" and problems.append(
+            f"{page.url}: {message.text}"))
+
+        def visit(path, name):
+            assert page.goto(base + path).status == 200, path
+            assert page.evaluate("document.styleSheets[0].cssRules.length") > 10, path
+            violations = Axe().run(page)
+            assert violations.violations_count == 0, violations.generate_report()
+            page.set_viewport_size({"width": 375, "height": 740})  # a phone
+            assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
+            page.screenshot(path=shots / f"{name}-phone.png", full_page=True)
+            page.set_viewport_size({"width": 1024, "height": 768})
+            page.screenshot(path=shots / f"{name}.png", full_page=True)
+
+        for path, name in [("/", "home"), ("/notes/", "notes"), ("/accounts/login/", "sign-in"),
+                           ("/accounts/password_reset/", "password-reset")]:
+            visit(path, name)
+        page.goto(f"{base}/notes/new/")  # signed out: to the sign-in page, and back after it
+        page.get_by_label("Username").fill("ada")
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        assert page.url == f"{base}/notes/new/"
+        visit("/notes/new/", "note-form")
+        page.get_by_label("Title").fill("Written in a browser")
+        page.get_by_role("button", name="Save the note").click()
+        assert page.get_by_role("heading", name="Written in a browser").is_visible()
+        visit(page.url.removeprefix(base), "note")
+        visit("/accounts/password_change/", "password-change")
+        assert problems == [], problems
+        for path in ("/admin/", f"/admin/{prod.path.name}/note/"):
+            assert page.goto(base + path).status == 200, path
+        page.screenshot(path=shots / "admin.png")
+        assert [problem for problem in problems if "Content Security Policy" in problem] == []
+        browser.close()
 
 
 def test_caddy_logs_each_request_once_as_json_with_its_id(prod):

@@ -33,6 +33,7 @@ class Project:
         self.production_env = tool_environment() | {
             "SECRET_KEY": PRODUCTION_KEY,
             "ALLOWED_HOSTS": answers.get("domain_name", "example.com"),
+            "EMAIL_URL": "smtp://mail.example.com",
             "DATABASE_URL": f"{database_url}/{self.slug}",
         }
 

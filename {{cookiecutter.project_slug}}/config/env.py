@@ -15,7 +15,7 @@ import re
 import sys
 import zoneinfo
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import dj_database_url
 from schema import And, Schema, SchemaError, Use
@@ -82,6 +82,30 @@ def parse_host_name(text):
     return hosts[0]
 
 
+CONSOLE_MAIL = "django.core.mail.backends.console.EmailBackend"
+SMTP_TIMEOUT = 10  # seconds: a mail server that hangs must not hang the request with it
+
+
+def parse_email_url(text):
+    """A MAILERS entry from `console:`, `smtp://user:password@host[:port]` (STARTTLS, port 587
+    by default) or `smtps://...` (TLS from the first byte, port 465 by default)."""
+    parts = urlsplit(text)
+    if parts.scheme == "console" and not parts.netloc:
+        return {"BACKEND": CONSOLE_MAIL}
+    if parts.scheme not in {"smtp", "smtps"} or not parts.hostname or parts.path.strip("/"):
+        raise ValueError(text)
+    tls = parts.scheme == "smtp"
+    return {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": {
+        "host": parts.hostname,
+        "port": parts.port or (587 if tls else 465),  # .port raises ValueError if not a number
+        "username": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "use_tls": tls,
+        "use_ssl": not tls,
+        "timeout": SMTP_TIMEOUT,
+    }}
+
+
 BOOLEAN = Type("boolean", Schema(Use(parse_boolean, error="not a boolean (use true or false)")))
 
 
@@ -111,6 +135,14 @@ PORT = Type("port number", Schema(And(
     Use(int, error="not a whole number"),
     lambda number: 0 <= number <= 65535,
     error="not a port number from 0 to 65535",
+)))
+EMAIL_URL = Type("mail URL", Schema(Use(
+    parse_email_url,
+    error="not a mail URL like smtp://user:password@mail.example.com:587 or console:",
+)))
+EMAIL_ADDRESS = Type("email address", Schema(And(
+    str, lambda text: re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text),
+    error="not an email address like noreply@example.com",
 )))
 HOST_NAME = Type("host name", Schema(Use(
     parse_host_name, error="not a single host name like example.com",
@@ -173,6 +205,20 @@ VARIABLES = (
         "SECURE_HSTS_SECONDS", INTEGER, default="31536000",
         help="How long browsers must use HTTPS only (Strict-Transport-Security); "
              "applies when DEBUG is off.",
+    ),
+    Variable(
+        "EMAIL_URL", EMAIL_URL, default="console:", required_in_production=True,
+        production_schema=Schema(And(lambda mailer: mailer["BACKEND"] != CONSOLE_MAIL,
+                                     error="console: delivers no mail")),
+        example=f"smtp://{{ cookiecutter.project_slug }}:{PLACEHOLDER}"
+                "@mail.{{ cookiecutter.domain_name }}:587",
+        help="How the site sends mail (password resets): `console:` prints it (development); "
+             "`smtp://user:password@host:587` (STARTTLS) or `smtps://…:465` (TLS) delivers it. "
+             "URL-encode special characters in the password.",
+    ),
+    Variable(
+        "DEFAULT_FROM_EMAIL", EMAIL_ADDRESS, default="noreply@{{ cookiecutter.domain_name }}",
+        help="Sender address of the site's mail.",
     ),
     Variable(
         "WEB_CONCURRENCY", COUNT, default="2",

@@ -1,8 +1,11 @@
 """Django settings. Every value that differs between environments comes from config/env.py."""
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
+
+from django.utils.csp import CSP
 
 from config import env
 
@@ -18,13 +21,14 @@ SECRET_KEY = ENV["SECRET_KEY"]
 ALLOWED_HOSTS = ENV["ALLOWED_HOSTS"]
 
 INSTALLED_APPS = [
+    # First, so that its templates (sign-in, password pages) take precedence over the admin's.
+    "{{ cookiecutter.project_slug }}",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "{{ cookiecutter.project_slug }}",
 ]
 
 MIDDLEWARE = [
@@ -38,6 +42,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -53,6 +58,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",  # csp_nonce, for SECURE_CSP's NONCE
             ],
         },
     },
@@ -70,6 +76,14 @@ AUTH_PASSWORD_VALIDATORS = [
         "NumericPasswordValidator",
     )
 ]
+
+# Site users sign in with Django's own views (config/urls.py: accounts/).
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
+
+# Mail (password resets): printed in development, an SMTP server in production (EMAIL_URL).
+MAILERS = {"default": ENV["EMAIL_URL"]}
+DEFAULT_FROM_EMAIL = SERVER_EMAIL = ENV["DEFAULT_FROM_EMAIL"]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = ENV["TIME_ZONE"]
@@ -100,6 +114,19 @@ CSRF_COOKIE_SECURE = not DEBUG
 SECURE_HSTS_SECONDS = 0 if DEBUG else ENV["SECURE_HSTS_SECONDS"]
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
+# Content-Security-Policy: scripts, styles, images and fonts from this site only; no inline
+# script or style but those that carry the request's nonce (templates have it as csp_nonce;
+# the debug toolbar uses it); no plugins, no framing.
+# SecurityMiddleware's defaults add Referrer-Policy: same-origin and X-Content-Type-Options.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
 
 LOGGING = {
     "version": 1,
@@ -109,3 +136,21 @@ LOGGING = {
                             "formatter": "plain"}},
     "root": {"handlers": ["stdout"], "level": ENV["LOG_LEVEL"]},
 }
+
+# django-debug-toolbar, in development only: it is in the dev dependency group, so the
+# production image has not even the package. Its panels are at /__debug__/ (config/urls.py).
+if DEBUG and importlib.util.find_spec("debug_toolbar"):
+    INSTALLED_APPS.append("debug_toolbar")
+    MIDDLEWARE.insert(0, "debug_toolbar.middleware.DebugToolbarMiddleware")
+    # Collapsed to a tab at the edge until you open it.
+    DEBUG_TOOLBAR_CONFIG = {"SHOW_TOOLBAR_CALLBACK": f"{__name__}.show_debug_toolbar",
+                            "SHOW_COLLAPSED": True}
+
+
+def show_debug_toolbar(request):
+    """While DEBUG is on, for any client: the dev server is reachable from this machine only
+    (compose publishes it on 127.0.0.1), and in Docker requests come from the network's
+    gateway, not from 127.0.0.1. Read per request, since tests turn DEBUG off."""
+    from django.conf import settings
+
+    return settings.DEBUG

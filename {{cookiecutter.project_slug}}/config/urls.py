@@ -1,5 +1,6 @@
+from django.conf import settings
 from django.contrib import admin
-from django.urls import path, register_converter
+from django.urls import include, path, register_converter
 
 from {{ cookiecutter.project_slug }} import views
 from {{ cookiecutter.project_slug }}.ids import ShortUUIDConverter
@@ -7,9 +8,16 @@ from {{ cookiecutter.project_slug }}.ids import ShortUUIDConverter
 register_converter(ShortUUIDConverter, "shortuuid")
 
 urlpatterns = [
+    path("", views.home, name="home"),
     path("admin/", admin.site.urls),
+    # Django's sign-in, sign-out, password change and reset views; templates in registration/.
+    path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("notes/", views.note_list, name="note-list"),
+    path("notes/new/", views.note_create, name="note-create"),
     path("notes/<shortuuid:pk>/", views.note_detail, name="note-detail"),
 ]
+
+if "debug_toolbar" in settings.INSTALLED_APPS:  # development only: see config/settings.py
+    urlpatterns.append(path("__debug__/", include("debug_toolbar.urls")))

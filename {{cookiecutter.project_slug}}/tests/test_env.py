@@ -6,6 +6,7 @@ import subprocess
 import sys
 import zoneinfo
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import pytest
 from hypothesis import given
@@ -21,6 +22,13 @@ strong_keys = st.text(string.ascii_letters + string.digits + "!#%&()*+,-./:;<=>?
                       min_size=env.SECRET_KEY_MIN_LENGTH, max_size=100).filter(
     lambda key: len(set(key)) >= env.SECRET_KEY_MIN_UNIQUE_CHARACTERS
     and not key.startswith("django-insecure"))
+url_text = st.text(string.ascii_letters + string.digits + "@:/%#?! ", min_size=1, max_size=20)
+mail_urls = st.builds(
+    "{}://{}:{}@{}:{}".format, st.sampled_from(["smtp", "smtps"]),
+    url_text.map(lambda text: quote(text, safe="")), url_text.map(lambda text: quote(text, safe="")),
+    host_names, st.integers(1, 65535))
+emails = st.builds("{}@{}.{}".format, st.from_regex(r"\A[a-z0-9.+_-]{1,20}\Z"),
+                   st.from_regex(r"\A[a-z0-9-]{1,20}\Z"), st.sampled_from(["com", "org", "co.uk"]))
 database_urls = st.builds(
     "postgres://{}:{}@{}:{}/{}".format,
     st.from_regex(r"\A[a-z_][a-z0-9_]{0,15}\Z"),
@@ -40,6 +48,8 @@ def production_environments(draw):
         "TIME_ZONE": draw(st.sampled_from(sorted(zoneinfo.available_timezones()))),
         "LOG_LEVEL": draw(st.sampled_from(["debug", "INFO", "Warning", "ERROR", "CRITICAL"])),
         "SECURE_HSTS_SECONDS": str(draw(st.integers(0, 10**9))),
+        "EMAIL_URL": draw(mail_urls),
+        "DEFAULT_FROM_EMAIL": draw(emails),
         "WEB_CONCURRENCY": str(draw(st.integers(1, 64))),
         "WEB_THREADS": str(draw(st.integers(1, 64))),
     }
@@ -59,6 +69,11 @@ INVALID = {
                   "not a time zone"),
     "LOG_LEVEL": (st.sampled_from(["LOUD", "trace", "5"]), "not one of"),
     "SECURE_HSTS_SECONDS": (st.sampled_from(["-1", "ten", "1.5", "1e3"]), "not a whole number"),
+    "EMAIL_URL": (st.sampled_from(["mail.example.com", "smtp://", "http://mail.example.com",
+                                   "smtp://mail.example.com:25x", "console://mail.example.com",
+                                   "smtp://u:p@mail.example.com/path"]), "not a mail URL"),
+    "DEFAULT_FROM_EMAIL": (st.sampled_from(["noreply", "a@b", "@example.com", "a b@example.com"]),
+                           "not an email address"),
     "WEB_CONCURRENCY": (st.sampled_from(["0", "-2", "four", "2.5"]), "not a whole number ≥ 1"),
     "WEB_THREADS": (st.sampled_from(["0", "-1", "many", "1e2"]), "not a whole number ≥ 1"),
 }
@@ -78,6 +93,12 @@ def test_every_valid_production_environment_loads(environ):
     assert values["TIME_ZONE"] == environ["TIME_ZONE"]
     assert values["LOG_LEVEL"] == environ["LOG_LEVEL"].upper()
     assert values["SECURE_HSTS_SECONDS"] == int(environ["SECURE_HSTS_SECONDS"])
+    mailer = values["EMAIL_URL"]["OPTIONS"]
+    scheme, rest = environ["EMAIL_URL"].split("://")
+    credentials, server = rest.rsplit("@", 1)
+    assert [mailer["username"], mailer["password"]] == [unquote(part) for part in credentials.split(":")]
+    assert f"{mailer['host']}:{mailer['port']}" == server
+    assert (mailer["use_tls"], mailer["use_ssl"]) == (scheme == "smtp", scheme == "smtps")
 
 
 @given(production_environments(), st.sampled_from(TRUE + FALSE))
@@ -98,7 +119,7 @@ def test_every_problem_is_reported_at_once(data, environ, broken):
         assert f"  {name}: " in str(refused.value)
 
 
-@given(production_environments(), st.sampled_from(["SECRET_KEY", "ALLOWED_HOSTS"]))
+@given(production_environments(), st.sampled_from(["SECRET_KEY", "ALLOWED_HOSTS", "EMAIL_URL"]))
 def test_production_requires_its_variables(environ, name):
     del environ[name]
     with pytest.raises(env.InvalidEnvironment) as refused:
@@ -129,6 +150,23 @@ def test_weak_secret_keys_are_refused_in_production(key, problem):
 def test_development_needs_only_a_database():
     values = env.load({"DEBUG": "true", "DATABASE_URL": "postgres://u:p@localhost:5432/app"})
     assert values["ALLOWED_HOSTS"] == ["localhost", "127.0.0.1", "[::1]"]
+    assert values["EMAIL_URL"] == {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+
+
+@given(production_environments())
+def test_production_refuses_to_print_mail_instead_of_sending_it(environ):
+    environ["EMAIL_URL"] = "console:"
+    with pytest.raises(env.InvalidEnvironment) as refused:
+        env.load(environ)
+    assert refused.value.problems == {"EMAIL_URL": "console: delivers no mail (not allowed with DEBUG off)"}
+
+
+@pytest.mark.parametrize(("url", "port", "tls"), [
+    ("smtp://mail.example.com", 587, "use_tls"), ("smtps://mail.example.com", 465, "use_ssl")])
+def test_mail_ports_default_to_their_tls_mode(url, port, tls):
+    mailer = env.load({"DEBUG": "true", "DATABASE_URL": "postgres://u:p@db:5432/app",
+                       "EMAIL_URL": url})["EMAIL_URL"]["OPTIONS"]
+    assert (mailer["port"], mailer[tls], mailer["username"]) == (port, True, "")
 
 
 def test_an_empty_variable_counts_as_missing():
@@ -139,7 +177,7 @@ def test_an_empty_variable_counts_as_missing():
 
 def test_a_bad_environment_stops_django_with_one_message_and_no_traceback():
     bad = {"DEBUG": "maybe", "SECRET_KEY": "short", "ALLOWED_HOSTS": "example.com",
-           "DATABASE_URL": "nope"}
+           "DATABASE_URL": "nope", "EMAIL_URL": "smtp://mail.example.com"}
     result = subprocess.run([sys.executable, "manage.py", "check"], env=bad, text=True,
                             capture_output=True, cwd=Path(__file__).parent.parent, check=False)
     assert result.returncode == 1

@@ -8,6 +8,8 @@ admin.site.register(User, UserAdmin)
 
 @admin.register(Note)
 class NoteAdmin(admin.ModelAdmin):
-    list_display = ["title", "id", "created"]
+    list_display = ["title", "id", "author", "created"]
     search_fields = ["id__exact", "title"]
     readonly_fields = ["id", "created"]
+    list_select_related = ["author"]
+    raw_id_fields = ["author"]  # a text box for the user ID, not a menu of every user

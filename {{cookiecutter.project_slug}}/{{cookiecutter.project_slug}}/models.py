@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, connections, models, router, transaction
 from django.urls import reverse
@@ -82,6 +83,9 @@ class Note(ShortUUIDModel):
 
     title = models.CharField(max_length=200)
     body = models.TextField(blank=True)
+    # Who wrote it on the site (notes/new/); none for notes added in the admin.
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
+                               blank=True, related_name="notes")
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
