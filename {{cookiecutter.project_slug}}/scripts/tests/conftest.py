@@ -1,6 +1,6 @@
 """What the tests of scripts/images.py share: a registry repository of their own, a project copy.
 
-They push to the registry at $OPS_TEST_REGISTRY (default 127.0.0.1:5000; start one with
+They push to the registry at $IMAGES_TEST_REGISTRY (default 127.0.0.1:5000; start one with
 `docker run -d -p 127.0.0.1:5000:5000 registry:3`), in a repository named for the run, and delete
 its tags at the end. Docker Hub names are resolved as images.py resolves them: at Docker Hub, or
 at the mirror $BASE_IMAGE_REGISTRY.
@@ -20,7 +20,7 @@ import pytest
 
 from images import base_image
 
-REGISTRY = os.environ.get("OPS_TEST_REGISTRY", "127.0.0.1:5000")
+REGISTRY = os.environ.get("IMAGES_TEST_REGISTRY", "127.0.0.1:5000")
 PROJECT = Path(__file__).resolve().parents[2]
 MANIFESTS = ("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
              "application/vnd.docker.distribution.manifest.list.v2+json, "
