@@ -288,7 +288,7 @@ def decide_command(arguments):
     print("".join(f"Note: {text}\n" for kind, text in answers if kind == "note") + (
         "Rebuild due:" + "".join(f"\n  - {text}" for text in reasons) if reasons else
         f"No rebuild due: {'; '.join(text for kind, text in answers if kind == 'ok')}."))
-    github("GITHUB_STEP_SUMMARY", "### Security rebuild: decision\n\n" + "".join(
+    github("GITHUB_STEP_SUMMARY", f"### Rebuild {'due' if reasons else 'not due'}\n\n" + "".join(
         f"- {text}\n" for kind, text in answers))
     values = {"due": str(bool(reasons)).lower()}
     if arguments.command == "rebuild" and reasons:
@@ -339,7 +339,7 @@ def main(argv=None):
     arguments = parser.parse_args(argv)
     try:
         arguments.run(arguments)
-    except (Failure, OSError) as error:
+    except (Failure, OSError, subprocess.SubprocessError) as error:  # e.g. a docker timeout
         print(f"images.py: {error}", file=sys.stderr)
         return getattr(error, "status", 2)
     return 0
