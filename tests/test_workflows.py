@@ -61,7 +61,7 @@ def test_every_generated_project_has_its_ci_files(projects):
     for project in projects:
         for name in (".github/workflows/ci.yml", ".github/workflows/security-rebuild.yml",
                      ".github/workflows/template-updates.yml", ".github/dependabot.yml",
-                     "scripts/security_rebuild.py", "scripts/pin_base_images.py", "Dockerfile"):
+                     "scripts/images.py", "scripts/tests/pytest.ini", "Dockerfile"):
             assert (project / name).is_file(), f"{project.name}: {name} missing"
 
 
@@ -207,6 +207,20 @@ def test_the_security_rebuild_is_scheduled_in_a_file_of_its_own(projects):
         assert steps.index(scan) < steps.index(publish)
 
 
+def test_the_image_script_is_tested_in_a_ci_job_with_docker_and_a_registry(projects):
+    """scripts/tests need Docker and a registry: their own job runs them, and the project's
+    plain `pytest` (the `test` job, the dev container) does not collect them."""
+    for project in projects:
+        job = load(project / ".github/workflows/ci.yml")["jobs"]["images"]
+        (registry,) = job["services"].values()
+        assert registry["ports"] == ["127.0.0.1:5000:5000"]
+        assert job["env"]["IMAGES_TEST_REGISTRY"] == "127.0.0.1:5000"
+        assert "uv run --locked pytest scripts/tests" in [step.get("run") for step in job["steps"]]
+        pytest_options = tomllib.loads((project / "pyproject.toml").read_text())["tool"][
+            "pytest"]["ini_options"]
+        assert pytest_options["testpaths"] == ["tests"]
+
+
 def test_the_template_check_is_weekly_in_a_file_of_its_own(projects):
     """cruft check on a schedule of its own (its behaviour is tested in test_cruft.py)."""
     for project in projects:
@@ -273,7 +287,7 @@ def test_the_image_and_the_rebuild_check_ask_apt_the_same_question(projects):
     forever: both use `upgrade --with-new-pkgs`."""
     for project in projects:
         dockerfile = (project / "Dockerfile").read_text()
-        check = (project / "scripts/security_rebuild.py").read_text()
+        check = (project / "scripts/images.py").read_text()
         assert re.findall(r"apt-get upgrade\b.*", dockerfile) == [
             "apt-get upgrade --yes --with-new-pkgs \\"], project.name
         assert re.findall(r"apt-get --simulate .*upgrade", check) == [
