@@ -189,24 +189,32 @@ def test_restore_refuses_bad_input_and_changes_nothing(stack, project):
         damage(copy_backup(stack, good, name))
         assert message in refusal(stack, "restore", name, "--force"), name
     assert "checksum did NOT match" in refusal(stack, "restore", "2001-01-01T000000Z")
+
+    # A sound archive that fails half-way (an owner this server lacks): the database is kept.
+    psql = ["db", "psql", "--username", slug, "--dbname", slug, "--command"]
+    stack.exec(*psql, "CREATE ROLE ghost; CREATE TABLE haunted (n int); "
+                      "ALTER TABLE haunted OWNER TO ghost")
+    (haunted,) = BACKUP_OUTPUT.findall(backup(stack, "now").stdout)
+    stack.exec(*psql, "DROP TABLE haunted; DROP ROLE ghost")
+    failed = refusal(stack, "restore", haunted, "--force")
+    assert 'role "ghost" does not exist' in failed
+    assert f"pg_restore failed on {haunted}: database {slug} is unchanged" in failed
     assert "no backup named 2001-02-01T000000Z" in refusal(stack, "restore", "2001-02-01T000000Z")
     assert "unknown option --yes" in refusal(stack, "restore", "--yes")
 
     # A good backup, but the database is in use or not empty.
     assert f"database {slug} is not empty" in refusal(stack, "restore")
     sleeping = "FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"
-    stack.compose("exec", "--detach", "db", "psql", "--username", slug, "--dbname", slug,
-                  "--command", "SELECT pg_sleep(120)")
+    stack.compose("exec", "--detach", *psql, "SELECT pg_sleep(120)")
     try:
-        eventually(lambda: stack.exec("db", "psql", "--username", slug, "--tuples-only",
-                                      "--command", f"SELECT count(*) {sleeping}").stdout.strip()
-                   == "1", timeout=30)
+        eventually(lambda: stack.exec(*psql[:-1], "--tuples-only", "--command",
+                                      f"SELECT count(*) {sleeping}").stdout.strip() == "1",
+                   timeout=30)
         in_use = refusal(stack, "restore", "--force")
         assert f"other sessions use database {slug}" in in_use
         assert re.search(r"process \d+, psql, user \w+, from local socket", in_use), in_use
     finally:
-        stack.exec("db", "psql", "--username", slug, "--dbname", "postgres", "--command",
-                   f"SELECT pg_terminate_backend(pid) {sleeping}")
+        stack.exec(*psql, f"SELECT pg_terminate_backend(pid) {sleeping}")
     stack.compose("start", "web")
     assert "the web service is running: stop it first" in refusal(stack, "restore", "--force")
 
@@ -223,8 +231,8 @@ def test_restore_refuses_bad_input_and_changes_nothing(stack, project):
 
     stack.up()
     assert shell(stack, count_notes) == notes
-    databases = stack.exec("db", "psql", "--username", slug, "--dbname", slug, "--tuples-only",
-                           "--command", "SELECT datname FROM pg_database").stdout.split()
+    databases = stack.exec(*psql[:-1], "--tuples-only", "--command",
+                           "SELECT datname FROM pg_database").stdout.split()
     assert sorted(databases) == sorted(["postgres", "template0", "template1", slug])
     assert dump.is_file()
 

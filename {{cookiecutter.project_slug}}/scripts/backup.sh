@@ -50,8 +50,9 @@ check_backup() { # DIR NAME: every file as it was written, the dump readable to 
   if ! (cd "$dir" && sha256sum --check --strict --quiet "$sums" >&2); then
     fail "$name: checksum mismatch: the file is damaged or was changed after the backup"
   fi
-  pg_restore --file=/dev/null "$dir/$dump" 2>/dev/null ||
-    fail "$name: pg_restore cannot read $dump: it is not a complete pg_dump archive"
+  local error
+  error=$(pg_restore --file=/dev/null "$dir/$dump" 2>&1) ||
+    fail "$name: pg_restore cannot read $dump, not a complete pg_dump archive: $error"
 }
 
 dumped_major_version() { # FILE: the major version of the server it was dumped from
@@ -66,12 +67,12 @@ check_writable() {
 
 now() {
   check_writable
-  local name partial
+  local name
   # Named after the time; two backups started within a second get a second apart.
   until name=$(date -u +%Y-%m-%dT%H%M%SZ) partial=$root/.partial-$name &&
     [[ ! -e $root/$name && ! -e $partial ]]; do sleep 1; done
   mkdir "$partial"
-  trap "rm -rf -- ${partial@Q}" EXIT
+  trap 'rm -rf -- "$partial"' EXIT  # $partial is global: the trap runs after now() returns
   pg_dump --format=custom --file="$partial/$dump" || fail "pg_dump failed: no backup was written"
   (cd "$partial" && sha256sum -- "$dump" >"$sums.tmp" && mv -- "$sums.tmp" "$sums")
   check_backup "$partial" "$name"
@@ -144,7 +145,7 @@ restore() {
   # half-way leaves the database as it was.
   local staging="${PGDATABASE}__restoring" replaced="${PGDATABASE}__replaced"
   sql --dbname=postgres --command="DROP DATABASE IF EXISTS \"$staging\"" \
-    --command="CREATE DATABASE \"$staging\""
+    --command="DROP DATABASE IF EXISTS \"$replaced\"" --command="CREATE DATABASE \"$staging\""
   if ! pg_restore --exit-on-error --dbname="$staging" "$root/$name/$dump"; then
     sql --dbname=postgres --command="DROP DATABASE \"$staging\""
     fail "pg_restore failed on $name: database $PGDATABASE is unchanged"
@@ -163,7 +164,9 @@ restore() {
 
 whole_number() { # NAME MINIMUM: the variable's value, a whole number ≥ MINIMUM
   local value=${!1:-}
-  [[ $value =~ ^[0-9]+$ ]] && ((value >= $2)) || fail "$1=$value: not a whole number ≥ $2"
+  if [[ ! $value =~ ^[0-9]+$ ]] || ((value < $2)); then
+    fail "$1=$value: not a whole number ≥ $2"
+  fi
   echo "$value"
 }
 
