@@ -17,26 +17,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-TEMPLATE = Path(__file__).resolve().parent.parent
-RUN = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-def run(command, cwd, env=None):
-    result = subprocess.run(command, cwd=cwd, env=env, text=True, capture_output=True,
-                            check=False)
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} exited {result.returncode}\n{result.stdout[-3000:]}\n"
-                 f"{result.stderr[-3000:]}")
-    return result
-
-
-def timed(command, cwd, env=None):
-    started = time.perf_counter()
-    result = run(command, cwd, env)
-    return time.perf_counter() - started, result
+from containers import RUN, TEMPLATE, run, timed  # bench/containers.py, beside this script
 
 
 def summary(seconds):
