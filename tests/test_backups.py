@@ -1,5 +1,5 @@
-"""The container tier, backups: the production stack's `backup` service (scripts/backup.sh in
-compose.prod.yaml) backs up, restores after `docker compose down -v`, refuses bad input without
+"""The container tier, backups: the `backup` service of compose.prod.yaml (scripts/backup.sh)
+backs up, restores after `docker compose down -v`, refuses bad input without
 changing anything, keeps what its retention says and runs on its own, as the README promises.
 
 One production stack of the default project for the whole module, on the worker that builds the
@@ -27,6 +27,7 @@ BACKUP_OUTPUT = re.compile(r"^backup (\S+): \S+, checked$", re.MULTILINE)
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     generated = Project({}, tmp_path_factory.mktemp("backups"))
+    generated.dev.name += "-backups"  # apart from test_containers.py's stacks
     generated.prod.name += "-backups"
     # Due at once, whatever the time of day: the scheduler backs up as soon as it starts.
     generated.prod.env = generated.prod.env | {"BACKUP_TIME": "00:00"}

@@ -150,6 +150,8 @@ restore() {
     sql --dbname=postgres --command="DROP DATABASE \"$staging\""
     fail "pg_restore failed on $name: database $PGDATABASE is unchanged"
   fi
+  # One transaction: should a session have connected meanwhile, PostgreSQL refuses the renames
+  # ("being accessed by other users") and nothing changes.
   sql --dbname=postgres --command="BEGIN" \
     --command="ALTER DATABASE \"$PGDATABASE\" RENAME TO \"$replaced\"" \
     --command="ALTER DATABASE \"$staging\" RENAME TO \"$PGDATABASE\"" --command="COMMIT"
