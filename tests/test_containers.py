@@ -49,7 +49,8 @@ UP_TIMEOUT = 300
 CAPABILITY_BITS = {"CHOWN": 0, "DAC_READ_SEARCH": 2, "FOWNER": 3, "SETGID": 6, "SETUID": 7,
                    "NET_BIND_SERVICE": 10}
 PROD_CAPABILITIES = {"db": {"CHOWN", "DAC_READ_SEARCH", "FOWNER", "SETGID", "SETUID"},
-                     "migrate": set(), "web": set(), "caddy": {"NET_BIND_SERVICE"}}
+                     "migrate": set(), "web": set(), "caddy": {"NET_BIND_SERVICE"},
+                     "backup": set()}
 # The admin's stylesheet as pages name it in production: with the hash of its content.
 HASHED_STYLESHEET = re.compile(r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"')
 
@@ -139,11 +140,12 @@ class Project:
         # Development: the .env as generated; the copy belongs to a non-root "host user".
         dev_path = generate(root / "dev", **answers)
         self.slug = dev_path.name
-        if os.getuid() == 0:
-            for path in [dev_path, *dev_path.rglob("*")]:
-                os.chown(path, HOST_UID, HOST_GID)
-        # Production: its own copy, with the .env an operator would write on the server.
+        # Production: its own copy, with the .env an operator would write on the server; the
+        # operator's too (the backup service writes to its backups/ as HOST_UID).
         prod_path = generate(root / "prod", **answers)
+        if os.getuid() == 0:
+            for path in [dev_path, *dev_path.rglob("*"), prod_path, *prod_path.rglob("*")]:
+                os.chown(path, HOST_UID, HOST_GID)
         self.prod_values = {
             "SECRET_KEY": secrets.token_urlsafe(64),
             "ALLOWED_HOSTS": "localhost",
@@ -438,7 +440,8 @@ def test_the_projects_tests_pass_in_the_dev_container(project):
 def test_prod_stack_is_healthy_and_serves_https_and_redirects_http(prod):
     assert health(prod) == {
         "db": ("running", "healthy", 0), "migrate": ("exited", "", 0),
-        "web": ("running", "healthy", 0), "caddy": ("running", "healthy", 0)}
+        "web": ("running", "healthy", 0), "caddy": ("running", "healthy", 0),
+        "backup": ("running", "healthy", 0)}
     https, http_ = prod.port("caddy", 443), prod.port("caddy", 80)
     trust = caddy_trust(prod)
     status, headers, body = eventually(lambda: fetch(https, "/healthz", tls=trust))
@@ -747,7 +750,7 @@ def test_dev_and_prod_share_image_database_and_variables(project):
 def test_prod_compose_is_hardened(project):
     prod = compose_file(project.prod, "compose.prod.yaml")
     services = prod["services"]
-    assert set(services) == {"db", "migrate", "web", "caddy"}
+    assert set(services) == {"db", "migrate", "web", "caddy", "backup"}
     for name, service in services.items():
         assert service["read_only"] is True, name
         assert service["cap_drop"] == ["ALL"], name

@@ -147,6 +147,10 @@ EMAIL_ADDRESS = Type("email address", Schema(And(
 HOST_NAME = Type("host name", Schema(Use(
     parse_host_name, error="not a single host name like example.com",
 )))
+TIME_OF_DAY = Type("time of day (HH:MM)", Schema(And(
+    lambda text: re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", text),
+    error="not a time of day like 03:00",
+)))
 
 
 def choice(*options):
@@ -243,12 +247,12 @@ COMPOSE_VARIABLES = (
     ),
     Variable(
         "HOST_UID", INTEGER, default="1000",
-        help="User ID the development container runs as, so files it writes to the bind "
-             "mount are yours (`id -u`).",
+        help="User ID the development container and the backup service run as, so files "
+             "they write to bind mounts are yours (`id -u`).",
     ),
     Variable(
         "HOST_GID", INTEGER, default="1000",
-        help="Group ID the development container runs as (`id -g`).",
+        help="Group ID the development container and the backup service run as (`id -g`).",
     ),
     Variable(
         "WEB_PORT", PORT, default="8000",
@@ -266,6 +270,19 @@ COMPOSE_VARIABLES = (
     Variable(
         "HTTPS_PORT", PORT, default="443",
         help="Host port for HTTPS (0: any free port).",
+    ),
+    Variable(
+        "BACKUP_TIME", TIME_OF_DAY, default="03:00",
+        help="The backup service backs up the database once a day, after this time (UTC).",
+    ),
+    Variable(
+        "BACKUP_KEEP_DAILY", COUNT, default="7",
+        help="Retention: days kept, each by its newest backup (the last days that have one).",
+    ),
+    Variable(
+        "BACKUP_KEEP_WEEKLY", INTEGER, default="4",
+        help="Retention: weeks kept besides, each by its newest backup (ISO weeks, Monday to "
+             "Sunday, UTC).",
     ),
 )
 

@@ -188,6 +188,19 @@ def test_a_bad_environment_stops_django_with_one_message_and_no_traceback():
         assert line in result.stderr
 
 
+def test_compose_variables_defaults_have_their_own_type():
+    for variable in env.COMPOSE_VARIABLES:
+        if variable.default is not None:
+            variable.type.schema.validate(variable.default)
+
+
+@given(st.times())
+def test_a_time_of_day_is_hours_and_minutes(time):
+    assert env.TIME_OF_DAY.schema.is_valid(time.strftime("%H:%M"))
+    assert not env.TIME_OF_DAY.schema.is_valid(time.strftime("%H:%M:%S"))
+    assert not env.TIME_OF_DAY.schema.is_valid(f"{time.hour + 24}:{time.minute:02}")
+
+
 def test_env_example_and_readme_table_match_the_declarations():
     stale = [path.name for path, text in env.rendered_files().items() if path.read_text() != text]
     assert stale == [], "run `python -m config.env --write`"
