@@ -184,7 +184,7 @@ def vulnerable_dependencies(project):
     uv = shutil.which("uv")
     if not uv:
         return None, "uv not found (install uv to audit uv.lock)"
-    export = subprocess.run([uv, "export", "--locked", "--no-dev", "--no-emit-project",
+    export = subprocess.run([uv, "export", "--locked", "--no-default-groups", "--no-emit-project",
                              "--format", "requirements-txt", "--quiet"],
                             cwd=project, text=True, capture_output=True, check=False)
     if export.returncode != 0:
