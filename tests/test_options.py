@@ -32,7 +32,7 @@ def post_gen_hook():
                for name, value in QUESTIONS.items()} | {"project_slug": "my_project"}
     source = (TEMPLATE / "hooks" / "post_gen_project.py").read_text()
     namespace = {"__name__": "post_gen_project"}
-    exec(StrictEnvironment().from_string(source).render(cookiecutter=answers), namespace)  # noqa: S102
+    exec(StrictEnvironment().from_string(source).render(cookiecutter=answers), namespace)
     return namespace
 
 
@@ -118,7 +118,8 @@ def test_the_readmes_read_only_role_reads_every_table_and_writes_none(with_noteb
         shell(with_notebooks, owner_url,
               f"from django.db import connection; connection.cursor().execute({sql!r}); "
               "Note.objects.create(title='kept'); "
-              "connection.cursor().execute('CREATE TABLE later (n int); INSERT INTO later VALUES (7)')")
+              "connection.cursor().execute("
+              "'CREATE TABLE later (n int); INSERT INTO later VALUES (7)')")
         read = shell(with_notebooks, analyst_url,
                      "from django.db import connection; cursor = connection.cursor(); "
                      "cursor.execute('SELECT n FROM later'); "
