@@ -26,7 +26,8 @@ def write_env_file(path):
         f"POSTGRES_PASSWORD={database_password}\n"
         f"HOST_UID={getattr(os, 'getuid', lambda: 1000)()}\n"
         f"HOST_GID={getattr(os, 'getgid', lambda: 1000)()}\n"
-        + (f"JUPYTER_TOKEN={secrets.token_urlsafe(32)}\n" if ANSWERS["notebooks"] == "yes" else "")
+        + ("# JupyterLab asks for this token (the notebook service, README: Notebooks).\n"
+           f"JUPYTER_TOKEN={secrets.token_urlsafe(32)}\n" if ANSWERS["notebooks"] == "yes" else "")
     )
     os.chmod(path, 0o600)
 
