@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from containers import run, timed  # bench/containers.py: exit with the output on failure
+
 TEMPLATE = Path(__file__).resolve().parent.parent
 RUN = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
 # Inside the notebook container: a kernel as JupyterLab starts one (notebooks/startup.py runs
@@ -31,21 +33,6 @@ reply = client.execute_interactive("from my_project.models import Note; Note.obj
 assert reply["content"]["status"] == "ok", reply["content"]
 manager.shutdown_kernel(now=True)
 """
-
-
-def run(command, cwd, env=None):
-    result = subprocess.run(command, cwd=cwd, env=env, text=True, capture_output=True,
-                            check=False)
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} exited {result.returncode}\n{result.stdout[-3000:]}\n"
-                 f"{result.stderr[-3000:]}")
-    return result
-
-
-def timed(command, cwd, env=None):
-    started = time.perf_counter()
-    run(command, cwd, env)
-    return time.perf_counter() - started
 
 
 def main():
@@ -72,7 +59,7 @@ def main():
                 starts.append(time.perf_counter() - started)
                 executions.append(timed([*compose, "exec", "-T", "notebook", "jupyter",
                                          "execute", "notebooks/explore_notes.ipynb"],
-                                        project, env))
+                                        project, env)[0])
                 run([*compose, "down", "--volumes"], project, env)
         finally:
             subprocess.run([*compose, "down", "--volumes", "--remove-orphans", "--rmi", "local"],
