@@ -2,7 +2,10 @@
 
 import json
 import os
+import re
 import secrets
+import shutil
+import tomllib
 from pathlib import Path
 
 ANSWERS = json.loads({{ cookiecutter | jsonify | tojson }})
@@ -23,6 +26,8 @@ def write_env_file(path):
         f"POSTGRES_PASSWORD={database_password}\n"
         f"HOST_UID={getattr(os, 'getuid', lambda: 1000)()}\n"
         f"HOST_GID={getattr(os, 'getgid', lambda: 1000)()}\n"
+        + ("# JupyterLab asks for this token (the notebook service, README: Notebooks).\n"
+           f"JUPYTER_TOKEN={secrets.token_urlsafe(32)}\n" if ANSWERS["notebooks"] == "yes" else "")
     )
     os.chmod(path, 0o600)
 
@@ -30,6 +35,58 @@ def write_env_file(path):
 def remove_unchosen_files(root):
     if ANSWERS["license"] == "Proprietary":
         (root / "LICENSE").unlink()
+    if ANSWERS["notebooks"] == "no":
+        shutil.rmtree(root / "notebooks")
+        for path in (f"{SLUG}/reading.py", "tests/test_reading.py", "tests/test_notebooks.py"):
+            (root / path).unlink()
+        prune_lock(root / "uv.lock", "notebook")
+
+
+def prune_lock(path, group):
+    """Remove a dependency group from uv.lock, as `uv lock` would once pyproject.toml has no
+    such group: its lists in the project's own entry, and every package nothing left reaches.
+    Generation is offline, so uv cannot re-lock; and there is no TOML writer here, so the file
+    is edited as text, one `[[package]]` block at a time, from what tomllib reads in it."""
+    text = path.read_text()
+    packages = tomllib.loads(text)["package"]
+    root = next(package for package in packages
+                if "." in (package["source"].get("virtual"), package["source"].get("editable")))
+    wanted = [*root.get("dependencies", []),
+              *(dependency for name, listed in (root.get("optional-dependencies", {})
+                                                | root.get("dev-dependencies", {})).items()
+                if name != group for dependency in listed)]
+    followed = {((root["name"], root["version"]), None)}  # (package, extra or None)
+    while wanted:
+        dependency = wanted.pop()
+        for package in packages:
+            if package["name"] != dependency["name"] \
+                    or dependency.get("version", package["version"]) != package["version"]:
+                continue
+            key = (package["name"], package["version"])
+            for extra in (None, *dependency.get("extra", [])):
+                if (key, extra) not in followed:
+                    followed.add((key, extra))
+                    wanted += package.get("dependencies", []) if extra is None \
+                        else package.get("optional-dependencies", {}).get(extra, [])
+    reached = {key for key, _ in followed}
+    head, *blocks = re.split(r"^(?=\[\[package\]\]$)", text, flags=re.MULTILINE)
+    group_list = re.compile(rf"^{re.escape(group)} = \[(?:[^\n]*\]\n|\n.*?^\]\n)",
+                            re.MULTILINE | re.DOTALL)
+    # The project's default groups, without this one: a line only when not uv's default.
+    defaults = [name for name in root.get("default-groups", ["dev"]) if name != group]
+    defaults_line = "" if defaults == ["dev"] else f"default-groups = {json.dumps(defaults)}\n"
+    kept = [re.sub(r"^default-groups = .*\n", defaults_line, group_list.sub("", block),
+                   flags=re.MULTILINE) if package["name"] == root["name"] else block
+            for block in blocks
+            for package in tomllib.loads(block)["package"]
+            if (package["name"], package["version"]) in reached]
+    # Forks in the resolution that only the group's packages needed: a lock without any
+    # package resolved per platform has none.
+    if not any("resolution-markers" in package for package in packages
+               if (package["name"], package["version"]) in reached):
+        head = re.sub(r"^resolution-markers = \[\n.*?^\]\n", "", head,
+                      flags=re.MULTILINE | re.DOTALL)
+    path.write_text(head + "".join(kept))
 
 
 if __name__ == "__main__":

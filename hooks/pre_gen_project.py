@@ -15,17 +15,20 @@ TAKEN_NAMES = {
     "psycopg", "pytest", "pytest_django", "schema", "shortuuid", "test", "tests", "uuid6",
     "whitenoise",
 }
+# And those the notebooks option adds: the notebooks/ folder and what its notebooks import.
+NOTEBOOK_NAMES = {"matplotlib", "nbclient", "nbformat", "notebooks", "pandas"}
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
-def slug_problems(slug):
+def slug_problems(slug, notebooks="no"):
     if not re.fullmatch(r"[a-z][a-z0-9_]*", slug):
         return [f"project_slug {slug!r} is not a lowercase Python identifier "
                 "(letters, digits and _, starting with a letter)"]
     if keyword.iskeyword(slug) or keyword.issoftkeyword(slug):
         return [f"project_slug {slug!r} is a Python keyword"]
-    if slug in TAKEN_NAMES or slug in sys.stdlib_module_names:
+    taken = TAKEN_NAMES | (NOTEBOOK_NAMES if notebooks == "yes" else set())
+    if slug in taken or slug in sys.stdlib_module_names:
         return [f"project_slug {slug!r} would shadow the module {slug!r} that the project imports"]
     return []
 
@@ -44,7 +47,7 @@ def timezone_is_known(name):
 
 
 def problems(answers):
-    found = slug_problems(answers["project_slug"])
+    found = slug_problems(answers["project_slug"], answers["notebooks"])
     for field in ("project_name", "description", "author_name"):
         if not answers[field].strip():
             found.append(f"{field} is empty")

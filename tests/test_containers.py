@@ -33,7 +33,7 @@ from conftest import TEXT_ANSWERS, generate, tool_environment
 # worker (xdist_group), so its images are built once.
 PROJECTS = [
     pytest.param({}, id="default", marks=pytest.mark.xdist_group("containers-default")),
-    pytest.param(TEXT_ANSWERS[1] | {"license": "Proprietary"}, id="order_desk",
+    pytest.param(TEXT_ANSWERS[1] | {"license": "Proprietary", "notebooks": "no"}, id="order_desk",
                  marks=pytest.mark.xdist_group("containers-order_desk")),
 ]
 RUN = f"{os.getpid()}-{secrets.token_hex(3)}"
@@ -168,8 +168,8 @@ class Project:
 
     def remove_images(self):
         for stack in (self.dev, self.prod):
-            stack.compose("down", "--remove-orphans", "--volumes", "--rmi", "local",
-                          timeout=180, check=False)
+            stack.compose("--profile", "notebook", "down", "--remove-orphans", "--volumes",
+                          "--rmi", "local", timeout=180, check=False)
 
 
 @pytest.fixture(scope="module", params=PROJECTS)
@@ -310,7 +310,7 @@ def test_a_lock_that_drifts_from_pyproject_fails_the_build(project, target, tmp_
     # exit code: 2`; current: `failed to solve: process "/bin/sh -c ..." did not complete ...`).
     assert "The lockfile at `uv.lock` needs to be updated" in result.stderr, result.stderr[-3000:]
     failed = [line for line in result.stderr.splitlines() if "failed to solve" in line]
-    assert failed and "uv sync --locked --no-dev --no-install-project" in failed[-1], \
+    assert failed and "uv sync --locked --no-default-groups --no-install-project" in failed[-1], \
         result.stderr[-3000:]
 
 
@@ -423,8 +423,10 @@ def test_files_written_through_the_bind_mount_belong_to_the_host_user(dev):
 
 
 def test_the_projects_tests_pass_in_the_dev_container(project):
+    # With notebooks, in the notebook image (dev plus Jupyter), which the notebook's test needs.
+    service = "notebook" if project.answers.get("notebooks", "yes") == "yes" else "web"
     try:
-        result = project.dev.compose("run", "--rm", "web", "pytest", timeout=900)
+        result = project.dev.compose("run", "--rm", service, "pytest", timeout=1200)
         summary = result.stdout.strip().splitlines()[-1]
         assert re.search(r"\d+ passed", summary), summary
         assert not re.search(r"failed|skipped|error|xfail", summary), summary
@@ -725,7 +727,9 @@ def test_dev_and_prod_share_image_database_and_variables(project):
                service["build"]["target"])
               for name, compose in (("dev", dev), ("prod", prod))
               for service in compose["services"].values() if "build" in service}
-    assert builds == {("dev", ".", None, "dev"), ("prod", ".", None, "prod")}
+    with_notebooks = project.answers.get("notebooks", "yes") == "yes"
+    notebook = {("dev", ".", None, "notebook")} if with_notebooks else set()
+    assert builds == {("dev", ".", None, "dev"), ("prod", ".", None, "prod")} | notebook
     # The app containers get the same variables: .env, plus names the settings schema declares.
     for compose in (dev, prod):
         for name, service in compose["services"].items():

@@ -20,6 +20,8 @@ REFUSED = [
     ({"project_slug": "test"}, "project_slug 'test' would shadow the module 'test'"),
     ({"project_slug": "site"}, "project_slug 'site' would shadow the module 'site'"),
     ({"project_slug": "tests"}, "project_slug 'tests' would shadow the module 'tests'"),
+    ({"project_slug": "notebooks"}, "project_slug 'notebooks' would shadow the module 'notebooks'"),
+    ({"project_slug": "pandas"}, "project_slug 'pandas' would shadow the module 'pandas'"),
     ({"project_name": "  ", "project_slug": "blank"}, "project_name is empty"),
     ({"description": "one\ntwo"}, "description must be a single line"),
     ({"email": "jane"}, "email 'jane' is not a well-formed address"),

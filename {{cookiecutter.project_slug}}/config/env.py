@@ -258,6 +258,17 @@ COMPOSE_VARIABLES = (
         "WEB_PORT", PORT, default="8000",
         help="Port on 127.0.0.1 for the development server (0: any free port).",
     ),
+{%- if cookiecutter.notebooks == "yes" %}
+    Variable(
+        "NOTEBOOK_PORT", PORT, default="8888",
+        help="Port on 127.0.0.1 for JupyterLab, the notebook service (0: any free port).",
+    ),
+    Variable(
+        "JUPYTER_TOKEN", TEXT, example=PLACEHOLDER,
+        help="Token JupyterLab asks for (the notebook service): generated into .env at "
+             "creation, never committed.",
+    ),
+{%- endif %}
     Variable(
         "SITE_ADDRESS", HOST_NAME, default="{{ cookiecutter.domain_name }}",
         help="Host name Caddy serves over HTTPS: a public name gets a Let's Encrypt "

@@ -179,8 +179,8 @@ def python_check():
     with tempfile.TemporaryDirectory() as directory:
         requirements = os.path.join(directory, "requirements.txt")
         try:
-            subprocess.run(["uv", "export", "--locked", "--no-dev", "--no-emit-project", "--quiet",
-                            "--output-file", requirements], cwd=PROJECT, check=True,
+            subprocess.run(["uv", "export", "--locked", "--no-default-groups", "--no-emit-project",
+                            "--quiet", "--output-file", requirements], cwd=PROJECT, check=True,
                            capture_output=True)
             audit = subprocess.run(["uv", "tool", "run", "pip-audit", "--disable-pip",
                                     "--requirement", requirements, "--format", "json",

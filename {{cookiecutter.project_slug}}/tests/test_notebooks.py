@@ -1,0 +1,64 @@
+"""The notebooks run top to bottom in a real kernel, set up by notebooks/startup.py as in
+JupyterLab, against the test database: a cell that raises fails the test."""
+
+import datetime
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import nbformat
+import pytest
+from django.db import connection
+from django.utils import timezone
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from {{ cookiecutter.project_slug }}.models import Note, User
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def execute(notebook, monkeypatch):
+    """Run every cell of `notebook` in a fresh kernel that uses the test database."""
+    test_database = urlsplit(os.environ["DATABASE_URL"])._replace(
+        path=f"/{connection.settings_dict['NAME']}")
+    monkeypatch.setenv("DATABASE_URL", test_database.geturl())
+    monkeypatch.setenv("PYTHONSTARTUP", str(NOTEBOOKS / "startup.py"))
+    client = NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    return client.execute()
+
+
+def printed(notebook):
+    return "".join(output.get("text", "") for cell in notebook.cells
+                   for output in cell.get("outputs", []))
+
+
+# Transactional: the kernel is another process, so it sees committed rows only.
+@pytest.mark.django_db(transaction=True)
+def test_the_example_notebook_runs_on_seeded_rows(monkeypatch):
+    User.objects.create(username="ada", is_staff=True)
+    User.objects.create(username="grace")
+    today = timezone.now()
+    for days_ago, words in [(0, 5), (0, 250), (2, 40)]:
+        note = Note.objects.create(title=f"{words} words", body="word " * words)
+        Note.objects.filter(pk=note.pk).update(created=today - datetime.timedelta(days=days_ago))
+    notebook = execute(nbformat.read(NOTEBOOKS / "explore_notes.ipynb", as_version=4),
+                       monkeypatch)
+    assert "3 notes, 2 users, 1 of them staff" in printed(notebook)
+    charts = [output for cell in notebook.cells for output in cell.get("outputs", [])
+              if "image/png" in output.get("data", {})]
+    assert len(charts) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cell_that_raises_fails_the_run(monkeypatch):
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(
+            "from {{ cookiecutter.project_slug }}.models import Note\n"
+            "print('notes:', Note.objects.count())"),
+        nbformat.v4.new_code_cell("raise ValueError('this cell fails')"),
+    ])
+    with pytest.raises(CellExecutionError, match="this cell fails"):
+        execute(notebook, monkeypatch)
+    assert "notes: 0" in printed(notebook)
