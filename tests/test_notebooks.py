@@ -23,9 +23,11 @@ def projects(tmp_path_factory):
     root = tmp_path_factory.mktemp("notebooks")
     default, plain = Project({}, root / "default"), Project({"notebooks": "no"}, root / "plain")
     default.dev.env |= {"NOTEBOOK_PORT": "0"}
-    # The same answers but one: the same compose project names, which must not share images.
-    for stack in (plain.dev, plain.prod):
-        stack.name += "-plain"
+    # Names apart from test_containers.py's stacks (and from each other, for the same answers
+    # but one): projects that must not share containers or images.
+    for project, suffix in ((default, "-notebooks"), (plain, "-plain")):
+        for stack in (project.dev, project.prod):
+            stack.name += suffix
     try:
         default.build()
         started = time.monotonic()
