@@ -239,7 +239,7 @@ VARIABLES = (
 )
 
 
-# Read by Docker Compose (compose.yaml, compose.prod.yaml), not by Django. Declared here so
+# Read by Docker Compose and Swarm (compose*.yaml), not by Django. Declared here so
 # .env.example and README.md document them with the rest, and so a test can hold the compose
 # files to this list: every variable a compose file names is declared in this module.
 COMPOSE_VARIABLES = (
@@ -273,6 +273,11 @@ COMPOSE_VARIABLES = (
     Variable(
         "HTTPS_PORT", PORT, default="443",
         help="Host port for HTTPS (0: any free port).",
+    ),
+    Variable(
+        "IMAGE", TEXT, example="registry.example.com/{{ cookiecutter.project_slug }}:sha-1a2b3c4",
+        help="The image `docker stack deploy -c compose.swarm.yaml` runs, from a registry "
+             "(compose.prod.yaml builds its own).",
     ),
     Variable(
         "BACKUP_TIME", TIME_OF_DAY, default="03:00",
@@ -381,7 +386,7 @@ def render_env_example():
     ]
     for variable in VARIABLES:
         lines += _env_example_entry(variable)
-    lines += ["", "", "# --- Read by Docker Compose (compose.yaml, compose.prod.yaml), not by Django ---"]
+    lines += ["", "", "# --- Read by Docker Compose and Swarm (compose*.yaml), not by Django ---"]
     for variable in COMPOSE_VARIABLES:
         lines += _env_example_entry(variable)
     return "\n".join(lines) + "\n"
@@ -402,7 +407,7 @@ def _env_example_entry(variable):
 def render_settings_table():
     rows = _table(VARIABLES) + [
         "",
-        "Read by Docker Compose (`compose.yaml`, `compose.prod.yaml`), not by Django:",
+        "Read by Docker Compose and Swarm (`compose*.yaml`), not by Django:",
         "",
     ] + _table(COMPOSE_VARIABLES)
     return "\n".join([TABLE_START, *rows, TABLE_END])
