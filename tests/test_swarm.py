@@ -152,8 +152,11 @@ class Swarm:
         services = docker("service", "ls", check=False).stdout
         tasks = "".join(docker("service", "ps", "--no-trunc", f"{STACK}_{name}", check=False).stdout
                         for name in ("web", "migrate", "db", "caddy"))
-        logs = docker("service", "logs", "--tail", "40", f"{STACK}_web", check=False)
-        return f"{services}\n{tasks}\n{logs.stdout[-4000:]}{logs.stderr[-4000:]}"
+        logs = "".join(f"--- {name}\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+                       for name in ("web", "migrate", "db", "caddy")
+                       for result in [docker("service", "logs", "--tail", "30", f"{STACK}_{name}",
+                                             check=False)])
+        return f"{services}\n{tasks}\n{logs}"
 
     def remove(self):
         docker("stack", "rm", STACK, check=False)
