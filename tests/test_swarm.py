@@ -124,6 +124,15 @@ class Swarm:
                  "compose.swarm.yaml", STACK], self.path, self.env(image), timeout=300,
                 describe=self.diagnostics)
 
+    def update(self, image, ends, serving, timeout):
+        """Deploy `image`: seconds until web's update `ends` so, both tasks healthy on `serving`."""
+        self.deploy(image)
+        return until(lambda: self.update_state("web") == ends and self.healthy("web", 2, serving),
+                     timeout, self.diagnostics)
+
+    def web_image(self):
+        return self.service("web")["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+
     def service(self, name):
         return json.loads(docker("service", "inspect", f"{STACK}_{name}").stdout)[0]
 
@@ -281,14 +290,9 @@ def test_swarm_updates_roll_back_and_heal_without_a_failed_request(project, imag
                                      "failures": after[1][len(before[1]):]}
 
                 # 1. A new release rolls out one task at a time; every replica ends on it.
-                def roll_out():
-                    swarm.deploy(images["v2"])
-                    return until(lambda: swarm.update_state("web") == "completed"
-                                 and swarm.healthy("web", 2, images["v2"]), 300,
-                                 swarm.diagnostics)
-                scenario("roll out v2", roll_out)
-                assert swarm.service("web")["Spec"]["TaskTemplate"]["ContainerSpec"][
-                    "Image"].startswith(images["v2"] + "@")
+                scenario("roll out v2", lambda: swarm.update(images["v2"], "completed",
+                                                             images["v2"], 300))
+                assert swarm.web_image().startswith(images["v2"] + "@")
 
                 # 2. A web task's container dies: Swarm replaces it, the other one serves.
                 def kill_one():
@@ -300,14 +304,9 @@ def test_swarm_updates_roll_back_and_heal_without_a_failed_request(project, imag
                 scenario("kill a web task", kill_one)
 
                 # 3. A release whose health check fails: Swarm rolls back by itself.
-                def roll_back():
-                    swarm.deploy(images["broken"])
-                    return until(lambda: swarm.update_state("web") == "rollback_completed"
-                                 and swarm.healthy("web", 2, images["v2"]), 420,
-                                 swarm.diagnostics)
-                scenario("deploy a broken image, rolled back", roll_back)
-                assert swarm.service("web")["Spec"]["TaskTemplate"]["ContainerSpec"][
-                    "Image"].startswith(images["v2"] + "@")
+                scenario("deploy a broken image, rolled back", lambda: swarm.update(
+                    images["broken"], "rollback_completed", images["v2"], 420))
+                assert swarm.web_image().startswith(images["v2"] + "@")
                 time.sleep(2)  # the load goes on after the rollback, too
             figures["load, total"] = {"served": load.figures()[0],
                                       "failures": len(load.figures()[1])}

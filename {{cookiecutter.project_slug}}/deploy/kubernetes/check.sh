@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The offline checks of these manifests (CI's kubernetes job runs them; README, "Deploy on
+# The offline checks of these manifests (CI's kubernetes job runs them; README, "On
 # Kubernetes"): the production overlay renders (kustomize), every object it renders is valid for
 # a current Kubernetes (kubernetes-validate, strict), and checkov finds nothing but the
 # exceptions written down in .checkov.yaml. Needs kustomize, uv, and overlays/production/secrets.env

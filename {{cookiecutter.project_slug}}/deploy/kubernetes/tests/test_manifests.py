@@ -1,4 +1,4 @@
-"""The production overlay as `kustomize build` renders it, held to what README's "Deploy on
+"""The production overlay as `kustomize build` renders it, held to what README's "On
 Kubernetes" promises: rolling updates that keep capacity, probes, unprivileged pods on a
 read-only root, resources, secrets as files, and the image CI pushes."""
 
