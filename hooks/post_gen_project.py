@@ -76,7 +76,8 @@ def prune_lock(path, group):
     defaults = [name for name in root.get("default-groups", ["dev"]) if name != group]
     defaults_line = "" if defaults == ["dev"] else f"default-groups = {json.dumps(defaults)}\n"
     kept = [re.sub(r"^default-groups = .*\n", defaults_line, group_list.sub("", block),
-                   flags=re.MULTILINE) if package["name"] == root["name"] else block
+                   flags=re.MULTILINE) if package["name"] == root["name"]
+            else without_extras(block, package, followed)
             for block in blocks
             for package in tomllib.loads(block)["package"]
             if (package["name"], package["version"]) in reached]
@@ -87,6 +88,19 @@ def prune_lock(path, group):
         head = re.sub(r"^resolution-markers = \[\n.*?^\]\n", "", head,
                       flags=re.MULTILINE | re.DOTALL)
     path.write_text(head + "".join(kept))
+
+
+def without_extras(block, package, followed):
+    """A package's block without the extras that only the removed group asked for."""
+    key = (package["name"], package["version"])
+    unreached = [extra for extra in package.get("optional-dependencies", {})
+                 if (key, extra) not in followed]
+    for extra in unreached:
+        block = re.sub(rf"^{re.escape(extra)} = \[\n.*?^\]\n", "", block,
+                       flags=re.MULTILINE | re.DOTALL)
+    if unreached and len(unreached) == len(package["optional-dependencies"]):
+        block = block.replace("[package.optional-dependencies]\n\n", "", 1)
+    return block
 
 
 if __name__ == "__main__":

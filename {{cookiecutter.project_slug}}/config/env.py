@@ -46,6 +46,9 @@ class Variable:
     required_in_production: bool = False  # production (DEBUG off) must set it explicitly
     production_schema: Schema | None = None  # further rules on the value when DEBUG is off
     example: str | None = None  # what .env.example shows, when not the default
+    # A secret can also come from a file, NAME_FILE=path (the convention of the official images,
+    # e.g. POSTGRES_PASSWORD_FILE): Docker and Kubernetes secrets mount as files.
+    secret: bool = False
 
 
 def parse_boolean(text):
@@ -180,7 +183,7 @@ VARIABLES = (
     Variable(
         "SECRET_KEY", TEXT, default="django-insecure-development-only",
         required_in_production=True, production_schema=strong_secret_key(),
-        example=PLACEHOLDER,
+        example=PLACEHOLDER, secret=True,
         help=f"Signs sessions and tokens. In production: secret, random, "
              f"≥ {SECRET_KEY_MIN_LENGTH} characters.",
     ),
@@ -192,7 +195,7 @@ VARIABLES = (
         help="Host names this site answers to.",
     ),
     Variable(
-        "DATABASE_URL", DATABASE_URL,
+        "DATABASE_URL", DATABASE_URL, secret=True,
         example=f"postgres://{{ cookiecutter.project_slug }}:{PLACEHOLDER}"
                 "@localhost:5432/{{ cookiecutter.project_slug }}",
         help="The PostgreSQL database.",
@@ -211,7 +214,7 @@ VARIABLES = (
              "applies when DEBUG is off.",
     ),
     Variable(
-        "EMAIL_URL", EMAIL_URL, default="console:", required_in_production=True,
+        "EMAIL_URL", EMAIL_URL, default="console:", required_in_production=True, secret=True,
         production_schema=Schema(And(lambda mailer: mailer["BACKEND"] != CONSOLE_MAIL,
                                      error="console: delivers no mail")),
         example=f"smtp://{{ cookiecutter.project_slug }}:{PLACEHOLDER}"
@@ -236,7 +239,7 @@ VARIABLES = (
 )
 
 
-# Read by Docker Compose (compose.yaml, compose.prod.yaml), not by Django. Declared here so
+# Read by Docker Compose and Swarm (compose*.yaml), not by Django. Declared here so
 # .env.example and README.md document them with the rest, and so a test can hold the compose
 # files to this list: every variable a compose file names is declared in this module.
 COMPOSE_VARIABLES = (
@@ -283,6 +286,11 @@ COMPOSE_VARIABLES = (
         help="Host port for HTTPS (0: any free port).",
     ),
     Variable(
+        "IMAGE", TEXT, example="registry.example.com/{{ cookiecutter.project_slug }}:sha-1a2b3c4",
+        help="The image `docker stack deploy -c compose.swarm.yaml` runs, from a registry "
+             "(compose.prod.yaml builds its own).",
+    ),
+    Variable(
         "BACKUP_TIME", TIME_OF_DAY, default="03:00",
         help="The backup service backs up the database once a day, after this time (UTC).",
     ),
@@ -315,17 +323,18 @@ class InvalidEnvironment(Exception):
 
 def load(environ):
     """Return {name: converted value} for every variable, or raise InvalidEnvironment."""
-    values, problems = {}, {}
+    values, problems, given = {}, {}, {}
     for variable in VARIABLES:
         try:
-            values[variable.name] = _read(variable, environ)
+            given[variable.name] = _given(variable, environ)
+            values[variable.name] = _read(variable, given[variable.name])
         except SchemaError as error:
             problems[variable.name] = error.code
     # Production rules apply unless DEBUG is validly on: an unreadable DEBUG gets the strict ones.
     if not values.get("DEBUG", False):
         for variable in VARIABLES:
             if variable.name not in problems:
-                problem = _production_problem(variable, environ, values)
+                problem = _production_problem(variable, given[variable.name], values)
                 if problem:
                     problems[variable.name] = problem
     if problems:
@@ -333,8 +342,25 @@ def load(environ):
     return values
 
 
-def _read(variable, environ):
+def _given(variable, environ):
+    """The variable's text as set ("" when it is not), from NAME or, for a secret, NAME_FILE."""
     text = environ.get(variable.name, "").strip()
+    path = environ.get(f"{variable.name}_FILE", "").strip() if variable.secret else ""
+    if not path:
+        return text
+    if text:
+        raise SchemaError(f"set twice, as {variable.name} and as {variable.name}_FILE: keep one")
+    try:
+        text = Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SchemaError(f"{variable.name}_FILE={path} cannot be read "
+                          f"({getattr(error, 'strerror', None) or error})") from None
+    if not text:
+        raise SchemaError(f"{variable.name}_FILE={path} is empty")
+    return text
+
+
+def _read(variable, text):
     if not text:
         if variable.default is None:
             raise SchemaError("missing")
@@ -345,8 +371,8 @@ def _read(variable, environ):
     return variable.type.schema.validate(text)
 
 
-def _production_problem(variable, environ, values):
-    if variable.required_in_production and not environ.get(variable.name, "").strip():
+def _production_problem(variable, text, values):
+    if variable.required_in_production and not text:
         return "missing (production, with DEBUG off, requires it)"
     if variable.production_schema is not None:
         try:
@@ -371,7 +397,7 @@ def render_env_example():
     ]
     for variable in VARIABLES:
         lines += _env_example_entry(variable)
-    lines += ["", "", "# --- Read by Docker Compose (compose.yaml, compose.prod.yaml), not by Django ---"]
+    lines += ["", "", "# --- Read by Docker Compose and Swarm (compose*.yaml), not by Django ---"]
     for variable in COMPOSE_VARIABLES:
         lines += _env_example_entry(variable)
     return "\n".join(lines) + "\n"
@@ -380,10 +406,11 @@ def render_env_example():
 def _env_example_entry(variable):
     required = "; required in production" if variable.required_in_production else ""
     default = f"; default: {variable.default}" if variable.default is not None else ""
+    from_file = f"; or in a file: {variable.name}_FILE=path" if variable.secret else ""
     return [
         "",
         f"# {variable.help}",
-        f"# ({variable.type.label}{default}{required})",
+        f"# ({variable.type.label}{default}{required}{from_file})",
         f"{variable.name}={variable.example or variable.default}",
     ]
 
@@ -391,7 +418,7 @@ def _env_example_entry(variable):
 def render_settings_table():
     rows = _table(VARIABLES) + [
         "",
-        "Read by Docker Compose (`compose.yaml`, `compose.prod.yaml`), not by Django:",
+        "Read by Docker Compose and Swarm (`compose*.yaml`), not by Django:",
         "",
     ] + _table(COMPOSE_VARIABLES)
     return "\n".join([TABLE_START, *rows, TABLE_END])
@@ -405,7 +432,9 @@ def _table(variables):
     for variable in variables:
         default = f"`{variable.default}`" if variable.default is not None else "(none: required)"
         required = "yes" if variable.required_in_production else ""
-        rows.append(f"| `{variable.name}` | {variable.type.label} | {default} | {required} "
+        label = variable.type.label + (f"; or in a file: `{variable.name}_FILE`"
+                                       if variable.secret else "")
+        rows.append(f"| `{variable.name}` | {label} | {default} | {required} "
                     f"| {variable.help} |")
     return rows
 

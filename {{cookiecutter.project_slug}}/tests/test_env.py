@@ -4,6 +4,7 @@ refused with a message that names each bad variable and what is wrong with it.""
 import string
 import subprocess
 import sys
+import tempfile
 import zoneinfo
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -204,3 +205,74 @@ def test_a_time_of_day_is_hours_and_minutes(time):
 def test_env_example_and_readme_table_match_the_declarations():
     stale = [path.name for path, text in env.rendered_files().items() if path.read_text() != text]
     assert stale == [], "run `python -m config.env --write`"
+
+
+SECRETS = [variable.name for variable in env.VARIABLES if variable.secret]
+
+
+def test_the_secrets_can_come_from_files():
+    assert {"SECRET_KEY", "DATABASE_URL", "EMAIL_URL"} <= set(SECRETS)
+
+
+@given(production_environments(), st.sets(st.sampled_from(SECRETS), min_size=1),
+       st.sampled_from(["", "\n", "\r\n", "  \n\n"]))
+def test_a_secret_in_a_file_reads_as_the_same_value(environ, in_files, ending):
+    expected = env.load(environ)
+    with tempfile.TemporaryDirectory() as directory:
+        for name in in_files:
+            path = Path(directory, name.lower())
+            path.write_text(environ.pop(name) + ending)
+            environ[f"{name}_FILE"] = str(path)
+        assert env.load(environ) == expected
+
+
+@given(production_environments(), st.sets(st.sampled_from(SECRETS), min_size=1))
+def test_a_secret_set_twice_is_refused(environ, twice):
+    with tempfile.TemporaryDirectory() as directory:
+        for name in twice:
+            path = Path(directory, name)
+            path.write_text(environ[name])
+            environ[f"{name}_FILE"] = str(path)
+        with pytest.raises(env.InvalidEnvironment) as refused:
+            env.load(environ)
+    assert refused.value.problems == {
+        name: f"set twice, as {name} and as {name}_FILE: keep one" for name in twice}
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (None, "cannot be read (No such file or directory)"),
+    ("", "is empty"),
+    (" \n", "is empty"),
+    (b"\xff\xfe", "cannot be read"),
+])
+def test_a_secret_file_that_gives_nothing_is_reported_with_the_other_problems(
+        tmp_path, content, problem):
+    path = tmp_path / "secret_key"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    environ = {"SECRET_KEY_FILE": str(path), "ALLOWED_HOSTS": "example.com",
+               "DATABASE_URL": "nope", "EMAIL_URL": "smtp://mail.example.com"}
+    with pytest.raises(env.InvalidEnvironment) as refused:
+        env.load(environ)
+    assert set(refused.value.problems) == {"SECRET_KEY", "DATABASE_URL"}
+    assert refused.value.problems["SECRET_KEY"].startswith(f"SECRET_KEY_FILE={path} ")
+    assert problem in refused.value.problems["SECRET_KEY"]
+
+
+def test_a_directory_is_not_a_secret_file(tmp_path):
+    with pytest.raises(env.InvalidEnvironment) as refused:
+        env.load({"DEBUG": "true", "DATABASE_URL_FILE": str(tmp_path)})
+    assert refused.value.problems == {
+        "DATABASE_URL": f"DATABASE_URL_FILE={tmp_path} cannot be read (Is a directory)"}
+
+
+def test_a_file_counts_only_for_secrets(tmp_path):
+    (tmp_path / "debug").write_text("true")
+    values = env.load({"DEBUG": "true", "DEBUG_FILE": str(tmp_path / "missing"),
+                       "DATABASE_URL": "postgres://u:p@db:5432/app"})
+    assert values["DEBUG"] is True
+    with pytest.raises(env.InvalidEnvironment) as refused:
+        env.load({"DEBUG_FILE": str(tmp_path / "debug"), "DATABASE_URL": "postgres://u:p@db/app"})
+    assert "SECRET_KEY" in refused.value.problems  # DEBUG stayed off: production's rules apply

@@ -1,0 +1,66 @@
+"""deploy/kubernetes of generated projects, checked offline as their CI's `kubernetes` job does:
+check.sh (kustomize build, kubernetes-validate, checkov) and the manifests' own tests. checkov
+comes from this template's locked environment (the project's CI runs the same version with uvx).
+Nothing is applied to a cluster."""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TEXT_ANSWERS, generate, tool_environment
+from test_containers import execute
+
+pytestmark = pytest.mark.xdist_group("kubernetes")
+CHECKOV = Path(sys.executable).parent / "checkov"
+OVERLAY = Path("deploy/kubernetes/overlays/production")
+
+
+@pytest.fixture(scope="module", params=[{}, TEXT_ANSWERS[1]], ids=["default", "order_desk"])
+def project(request, tmp_path_factory):
+    path = generate(tmp_path_factory.mktemp("kubernetes"), **request.param)
+    shutil.copy(path / OVERLAY / "secrets.env.example", path / OVERLAY / "secrets.env")
+    return path
+
+
+def check(path, *command, ok=True):
+    result = execute(list(command), path, tool_environment() | {"CHECKOV": str(CHECKOV)},
+                     timeout=600, check=ok)
+    return result
+
+
+def test_the_overlay_renders_validates_and_passes_checkov(project):
+    result = check(project, "deploy/kubernetes/check.sh")
+    assert "Failed checks: 0" in result.stdout, result.stdout
+    assert "Passed checks: " in result.stdout
+
+
+def test_the_manifests_own_tests_pass(project):
+    result = check(project, "uv", "run", "--locked", "--group", "kubernetes", "pytest",
+                   "deploy/kubernetes/tests")
+    assert " passed" in result.stdout and "failed" not in result.stdout, result.stdout
+
+
+def test_a_writable_root_fails_both_checks(project, tmp_path):
+    copy = shutil.copytree(project, tmp_path / project.name, ignore=shutil.ignore_patterns(".venv"))
+    web = copy / "deploy/kubernetes/base/web.yaml"
+    text = web.read_text()
+    assert text.count("readOnlyRootFilesystem: true") == 1
+    web.write_text(text.replace("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"))
+    scanned = check(copy, "deploy/kubernetes/check.sh", ok=False)
+    assert scanned.returncode != 0 and "CKV_K8S_22" in scanned.stdout, scanned.stdout
+    tested = check(copy, "uv", "run", "--locked", "--group", "kubernetes", "pytest",
+                   "deploy/kubernetes/tests", ok=False)
+    assert tested.returncode != 0
+    assert "test_every_pod_runs_as_the_images_user_unprivileged_on_a_read_only_root" in \
+        tested.stdout
+
+
+def test_secrets_env_is_left_out_of_git_and_the_image(project):
+    assert (project / ".gitignore").read_text().count(
+        "deploy/kubernetes/overlays/*/secrets.env") == 1
+    dockerignore = (project / ".dockerignore").read_text().splitlines()
+    assert "deploy" in dockerignore and "secrets" in dockerignore
+    assert os.access(project / "deploy/kubernetes/check.sh", os.X_OK)
