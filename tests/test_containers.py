@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from conftest import TEXT_ANSWERS, generate, tool_environment
 
@@ -524,11 +524,11 @@ def test_the_pages_pass_in_a_real_browser(prod, tmp_path):
         page.get_by_label("Username").fill("ada")
         page.get_by_label("Password").fill(password)
         page.get_by_role("button", name="Sign in").click()
-        assert page.url == f"{base}/notes/new/"
+        expect(page).to_have_url(f"{base}/notes/new/")  # waits for the navigation
         visit("/notes/new/", "note-form")
         page.get_by_label("Title").fill("Written in a browser")
         page.get_by_role("button", name="Save the note").click()
-        assert page.get_by_role("heading", name="Written in a browser").is_visible()
+        expect(page.get_by_role("heading", name="Written in a browser")).to_be_visible()
         visit(page.url.removeprefix(base), "note")
         visit("/accounts/password_change/", "password-change")
         assert problems == [], problems
