@@ -86,7 +86,7 @@ def prune_lock(path, group=None, dependencies=()):
     # A main dependency's line in `dependencies` and in `requires-dist` (one a line in lists of
     # more than one, as uv writes them). Concatenated: this file is a Jinja template.
     dependency_line = re.compile('^    \\{ name = "(' + "|".join(map(re.escape, dependencies))
-                                 + ')"[,}].*\n' if dependencies else nothing, re.MULTILINE)
+                                 + ')"[ ,].*\n' if dependencies else nothing, re.MULTILINE)
     # The project's default groups, without this one: a line only when not uv's default.
     defaults = [name for name in root.get("default-groups", ["dev"]) if name != group]
     defaults_line = "" if defaults == ["dev"] else f"default-groups = {json.dumps(defaults)}\n"

@@ -315,6 +315,12 @@ COMPOSE_VARIABLES = (
         "WEB_PORT", PORT, default="8000",
         help="Port on 127.0.0.1 for the development server (0: any free port).",
     ),
+{%- if cookiecutter.ipfs == "yes" %}
+    Variable(
+        "IPFS_GATEWAY_PORT", PORT, default="8080",
+        help="Port on 127.0.0.1 for the development IPFS gateway (0: any free port).",
+    ),
+{%- endif %}
 {%- if cookiecutter.notebooks == "yes" %}
     Variable(
         "NOTEBOOK_PORT", PORT, default="8888",
