@@ -345,6 +345,13 @@ COMPOSE_VARIABLES = (
         "HTTPS_PORT", PORT, default="443",
         help="Host port for HTTPS (0: any free port).",
     ),
+{%- if cookiecutter.ipfs == "yes" %}
+    Variable(
+        "IPFS_SWARM_PORT", PORT, default="4001",
+        help="Host port (TCP and UDP) where other IPFS nodes reach the production node "
+             "(0: any free port).",
+    ),
+{%- endif %}
     Variable(
         "BACKUP_TIME", TIME_OF_DAY, default="03:00",
         help="The backup service backs up the database once a day, after this time (UTC).",

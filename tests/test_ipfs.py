@@ -1,0 +1,117 @@
+"""The container tier, IPFS (issue 8): a file uploaded through the page with a real HTTP client
+comes back by its CID from the node's gateway, in development (127.0.0.1) and in production
+(through Caddy, over HTTPS); a stopped node is a clear error, no row, and /readyz says so; the
+node started again works without restarting web; a second node keeps the content alive."""
+
+import html
+import re
+import secrets
+
+import httpx
+import pytest
+
+from test_containers import Project, caddy_trust, eventually, running, with_ipfs
+
+# On the worker that builds the default project's images for test_containers.py: the builds
+# here are then all cache hits.
+pytestmark = pytest.mark.xdist_group("containers-default")
+PASSWORD = secrets.token_urlsafe(16)
+CID_LINK = re.compile(r'href="([^"]*/ipfs/(\w+)\?filename=[^"]*)"')
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """The default project (it has ipfs), generated and built."""
+    generated = Project({}, tmp_path_factory.mktemp("ipfs"))
+    assert with_ipfs(generated.dev)
+    try:
+        generated.build()
+        yield generated
+    finally:
+        generated.remove_images()
+
+
+def published(stack, service):
+    return {port: [(binding["HostIp"]) for binding in bindings] for port, bindings in
+            stack.inspect(service)["HostConfig"]["PortBindings"].items()}
+
+
+def create_member(stack):
+    stack.exec("web", "python", "manage.py", "shell", "-c",
+               "from django.contrib.auth import get_user_model; "
+               f"get_user_model().objects.create_user('member', password={PASSWORD!r})")
+
+
+def signed_in(base_url, **options):
+    """An HTTP client with the site's cookies, signed in as `member` through the sign-in form."""
+    client = httpx.Client(base_url=base_url, headers={"Referer": f"{base_url}/"}, timeout=60,
+                          **options)
+    client.get("/accounts/login/").raise_for_status()
+    response = client.post("/accounts/login/", data={
+        "username": "member", "password": PASSWORD,
+        "csrfmiddlewaretoken": client.cookies["csrftoken"]})
+    assert response.status_code == 302, response.text
+    return client
+
+
+def upload(client, name, data):
+    client.get("/uploads/new/").raise_for_status()
+    return client.post("/uploads/new/", data={"csrfmiddlewaretoken": client.cookies["csrftoken"]},
+                       files={"file": (name, data, "application/octet-stream")})
+
+
+def rows(stack):
+    return int(stack.exec("web", "python", "manage.py", "shell", "-c",
+                          "from django.apps import apps; "
+                          "print(apps.get_model('" + stack.path.name + "', 'Upload')"
+                          ".objects.count())").stdout.strip())
+
+
+def test_dev_upload_is_served_by_the_gateway_and_a_stopped_node_is_a_clear_error(project):
+    with running(project.dev) as dev:
+        assert published(dev, "ipfs") == {"8080/tcp": ["127.0.0.1"]}  # the RPC API: never
+        create_member(dev)
+        web, gateway = dev.port("web", 8000), dev.port("ipfs", 8080)
+        client = signed_in(f"http://127.0.0.1:{web}")
+        data = secrets.token_bytes(300_000)  # more than one block
+        response = upload(client, "sample.bin", data)
+        assert response.status_code == 302, response.text
+        page = client.get(response.headers["location"]).text
+        link, cid = CID_LINK.search(page).groups()
+        assert f"ipfs://{cid}" in page
+        # The link names the dev gateway as compose publishes it (IPFS_GATEWAY_PORT).
+        assert link.startswith(f"http://127.0.0.1:{gateway}/ipfs/{cid}")
+        assert httpx.get(html.unescape(link)).content == data
+
+        dev.compose("stop", "ipfs")
+        failed = upload(client, "later.bin", b"not stored")
+        assert failed.status_code == 503
+        assert "The file was not stored, the IPFS node at http://ipfs:5001 did not answer" \
+            in failed.text
+        ready = client.get("/readyz")
+        assert (ready.status_code, ready.text) == (503, "ipfs node unreachable\n")
+        assert rows(dev) == 1
+
+        dev.compose("start", "ipfs")
+        eventually(lambda: client.get("/readyz").status_code == 200, timeout=90)
+        assert upload(client, "later.bin", b"stored now").status_code == 302
+        assert rows(dev) == 2
+
+
+def test_prod_serves_uploads_at_the_sites_own_ipfs_path_over_https(project):
+    with running(project.prod) as prod:
+        # The swarm only: the RPC API and the gateway stay on the compose network.
+        assert set(published(prod, "ipfs")) == {"4001/tcp", "4001/udp"}
+        create_member(prod)
+        trust = caddy_trust(prod)
+        client = signed_in(f"https://localhost:{prod.port('caddy', 443)}", verify=trust)
+        data = b"<script>alert(document.cookie)</script>" + secrets.token_bytes(1000)
+        response = upload(client, "page.html", data)
+        assert response.status_code == 302, response.text
+        link, cid = CID_LINK.search(client.get(response.headers["location"]).text).groups()
+        assert link == f"/ipfs/{cid}?filename=page.html"
+        served = client.get(html.unescape(link))
+        assert served.content == data
+        # Anyone's upload, served on the site's origin, is sandboxed: no script of it runs here.
+        assert served.headers["content-security-policy"] == "sandbox"
+        assert served.headers["etag"] == f'"{cid}"'
