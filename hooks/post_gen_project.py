@@ -48,6 +48,10 @@ def remove_unchosen_files(root):
                        for page in ("form", "list", "detail"))):
             (root / path).unlink()
         prune_lock(root / "uv.lock", dependencies=["httpx"])
+        # CI's Kubo service and its URL (the workflow is copied unrendered: no Jinja there).
+        ci = root / ".github/workflows/ci.yml"
+        ci.write_text(re.sub(r"^      ipfs:\n(?: {8}.*\n)+|^      IPFS_API_URL: .*\n", "",
+                             ci.read_text(), flags=re.MULTILINE))
 
 
 def prune_lock(path, group=None, dependencies=()):
