@@ -4,14 +4,16 @@ comes back by its CID from the node's gateway, in development (127.0.0.1) and in
 node started again works without restarting web; a second node keeps the content alive."""
 
 import html
+import json
 import re
 import secrets
 import socket
+import subprocess
 
 import httpx
 import pytest
 
-from test_containers import Project, caddy_trust, eventually, running, with_ipfs
+from test_containers import Project, caddy_trust, docker, eventually, running, with_ipfs
 
 # On the worker that builds the default project's images for test_containers.py: the builds
 # here are then all cache hits.
@@ -123,3 +125,27 @@ def test_prod_serves_uploads_at_the_sites_own_ipfs_path_over_https(project):
         assert served.headers["content-security-policy"] == "sandbox"
         # Content addressed: cacheable for ever.
         assert "immutable" in served.headers["cache-control"]
+
+
+def test_a_second_node_pins_the_content_and_serves_it_when_the_first_is_gone(project):
+    """README, "Another copy": a node that connects to the project's and pins its CIDs."""
+    with running(project.dev) as dev:
+        create_member(dev)
+        client = signed_in(f"http://127.0.0.1:{dev.port('web', 8000)}")
+        data = secrets.token_bytes(100_000)
+        page = client.get(upload(client, "kept.bin", data).headers["location"]).text
+        cid = CID_LINK.search(page)[2]
+        first = json.loads(dev.exec("ipfs", "ipfs", "id").stdout)["ID"]
+        network = next(iter(dev.inspect("ipfs")["NetworkSettings"]["Networks"]))
+        second = docker("run", "--detach", "--rm", "--network", network,
+                        "ipfs/kubo:release").stdout.strip()
+        try:
+            eventually(lambda: docker("exec", second, "ipfs", "id", check=False).returncode == 0)
+            docker("exec", second, "ipfs", "swarm", "connect", f"/dns4/ipfs/tcp/4001/p2p/{first}")
+            docker("exec", second, "ipfs", "pin", "add", cid, timeout=120)
+            dev.compose("stop", "ipfs")
+            copy = subprocess.run(["docker", "exec", second, "ipfs", "cat", cid],
+                                  capture_output=True, timeout=60, check=True).stdout
+            assert copy == data
+        finally:
+            docker("rm", "--force", second, check=False)
