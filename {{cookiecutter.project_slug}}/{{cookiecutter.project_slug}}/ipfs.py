@@ -140,11 +140,11 @@ class KuboStorage(Storage):
         cid_of(cid)
         return f"{self.gateway_url}/ipfs/{cid}?filename={quote(filename)}"
 
-    def answers(self):
-        """Whether the node answers its API (for /readyz)."""
+    def answers(self, timeout=5):
+        """Whether the node answers its API within `timeout` seconds (for /readyz)."""
         try:
-            self._call("version")
-        except OSError:
+            self.client.post("version", timeout=timeout).raise_for_status()
+        except httpx.HTTPError:
             return False
         return True
 
