@@ -56,7 +56,7 @@ print(json.dumps(times))
 
 def figures(label, size, seconds):
     median = statistics.median(seconds)
-    return f"{label:>6}: {median * 1000:9.1f} ms, {size / median / 1e6:8.1f} MB/s (median of {len(seconds)})"
+    return f"{label:>6}: {median * 1000:9.1f} ms, {size / median / 1e6:8.3g} MB/s (median of {len(seconds)})"
 
 
 def main():
@@ -71,7 +71,9 @@ def main():
             f"SECRET_KEY={secrets.token_urlsafe(64)}\nALLOWED_HOSTS=localhost\n"
             f"EMAIL_URL=smtp://mail.invalid\nPOSTGRES_PASSWORD={secrets.token_urlsafe(24)}\n"
             "SITE_ADDRESS=localhost\nIPFS_MAX_UPLOAD_SIZE=60000000\n")
-        env = os.environ | {"HTTP_PORT": "0", "HTTPS_PORT": "0", "IPFS_SWARM_PORT": "0"}
+        owner = project.stat()  # the backup service writes to backups/ as HOST_UID
+        env = os.environ | {"HTTP_PORT": "0", "HTTPS_PORT": "0", "IPFS_SWARM_PORT": "0",
+                            "HOST_UID": str(owner.st_uid), "HOST_GID": str(owner.st_gid)}
         compose = ["docker", "compose", "-p", RUN, "-f", "compose.prod.yaml"]
         try:
             run([*compose, "up", "--detach", "--wait", "--build"], project, env)
@@ -105,7 +107,8 @@ def main():
                 print(figures(label, size, spent))
             print("The storage alone, in the web container (save of the same sizes):")
             times = json.loads(run([*compose, "exec", "-T", "web", "python", "-c", SETUP, STORAGES,
-                                    str(runs), json.dumps(SIZES)], project, env).stdout)
+                                    str(runs), json.dumps(SIZES)], project, env
+                                   ).stdout.splitlines()[-1])  # after the app's log lines
             for key, seconds in times.items():
                 name, label = key.split("|")
                 print(f"  {name:>18} {figures(label, SIZES[label], seconds)}")
