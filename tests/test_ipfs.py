@@ -1,7 +1,8 @@
 """The container tier, IPFS (issue 8): a file uploaded through the page with a real HTTP client
 comes back by its CID from the node's gateway, in development (127.0.0.1) and in production
 (through Caddy, over HTTPS); a stopped node is a clear error, no row, and /readyz says so; the
-node started again works without restarting web; a second node keeps the content alive."""
+node started again works without restarting web; a second node keeps the content alive; the
+upload pages pass in a real browser."""
 
 import html
 import json
@@ -12,8 +13,11 @@ import subprocess
 
 import httpx
 import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import sync_playwright
 
-from test_containers import Project, caddy_trust, docker, eventually, running, with_ipfs
+from test_containers import (Project, caddy_trust, chromium, docker, eventually, running,
+                             with_ipfs)
 
 # On the worker that builds the default project's images for test_containers.py: the builds
 # here are then all cache hits.
@@ -149,3 +153,44 @@ def test_a_second_node_pins_the_content_and_serves_it_when_the_first_is_gone(pro
             assert copy == data
         finally:
             docker("rm", "--force", second, check=False)
+
+
+def test_the_upload_pages_pass_in_a_real_browser(project):
+    """Chromium through Caddy: sign in, upload a file with the page's own form, and each upload
+    page logs no error (a Content-Security-Policy violation is one), passes axe-core and fits
+    a phone's width."""
+    with running(project.prod) as prod:
+        create_member(prod)
+        base = f"https://localhost:{prod.port('caddy', 443)}"
+        eventually(lambda: httpx.get(f"{base}/healthz", verify=caddy_trust(prod)).is_success)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium())
+            # Caddy's certificate for localhost comes from its own CA; TLS is checked elsewhere.
+            page = browser.new_page(ignore_https_errors=True)
+            problems = []
+            page.on("console", lambda message: message.type == "error" and problems.append(
+                f"{page.url}: {message.text}"))
+
+            def check():
+                violations = Axe().run(page)
+                assert violations.violations_count == 0, violations.generate_report()
+                page.set_viewport_size({"width": 375, "height": 740})
+                assert page.evaluate("document.documentElement.scrollWidth") <= 375, page.url
+                page.set_viewport_size({"width": 1024, "height": 768})
+
+            page.goto(f"{base}/uploads/new/")  # signed out: to the sign-in page, and back
+            page.get_by_label("Username").fill("member")
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            assert page.url == f"{base}/uploads/new/"
+            check()
+            page.get_by_label("File").set_input_files(
+                {"name": "hello.txt", "mimeType": "text/plain", "buffer": b"hello, IPFS\n"})
+            page.get_by_role("button", name="Upload").click()
+            assert page.get_by_role("heading", name="hello.txt").is_visible()
+            assert "ipfs://bafybei" in page.content()
+            check()
+            page.goto(f"{base}/uploads/")
+            check()
+            browser.close()
+        assert problems == [], problems
