@@ -37,6 +37,22 @@ def storage():
     return ipfs_storage()
 
 
+def recursive_pins(api_url):
+    response = httpx.post(f"{api_url}/api/v0/pin/ls", params={"type": "recursive"})
+    response.raise_for_status()
+    return set(response.json()["Keys"])
+
+
+@pytest.fixture(autouse=True)
+def _the_nodes_pins_are_left_as_they_were():
+    """The node may be your development node: what a test pins, it unpins."""
+    api_url = ipfs_storage().api_url
+    before = recursive_pins(api_url)
+    yield
+    for cid in recursive_pins(api_url) - before:
+        httpx.post(f"{api_url}/api/v0/pin/rm", params={"arg": cid}).raise_for_status()
+
+
 @pytest.fixture
 def member(django_user_model, client):
     user = django_user_model.objects.create_user("member", "member@example.com", "a-long-passphrase")
