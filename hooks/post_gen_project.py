@@ -26,6 +26,8 @@ def write_env_file(path):
         f"POSTGRES_PASSWORD={database_password}\n"
         f"HOST_UID={getattr(os, 'getuid', lambda: 1000)()}\n"
         f"HOST_GID={getattr(os, 'getgid', lambda: 1000)()}\n"
+        + ("# Links to uploads point at the development gateway (production: the site's own).\n"
+           "IPFS_GATEWAY_URL=http://127.0.0.1:8080\n" if ANSWERS["ipfs"] == "yes" else "")
         + ("# JupyterLab asks for this token (the notebook service, README: Notebooks).\n"
            f"JUPYTER_TOKEN={secrets.token_urlsafe(32)}\n" if ANSWERS["notebooks"] == "yes" else "")
     )
@@ -40,18 +42,30 @@ def remove_unchosen_files(root):
         for path in (f"{SLUG}/reading.py", "tests/test_reading.py", "tests/test_notebooks.py"):
             (root / path).unlink()
         prune_lock(root / "uv.lock", "notebook")
+    if ANSWERS["ipfs"] == "no":
+        for path in (f"{SLUG}/ipfs.py", f"{SLUG}/migrations/0003_upload.py", "tests/test_ipfs.py",
+                     *(f"{SLUG}/templates/{SLUG}/upload_{page}.html"
+                       for page in ("form", "list", "detail"))):
+            (root / path).unlink()
+        prune_lock(root / "uv.lock", dependencies=["httpx"])
+        # CI's Kubo service and its URL (the workflow is copied unrendered: no Jinja there).
+        ci = root / ".github/workflows/ci.yml"
+        ci.write_text(re.sub(r"^      ipfs:\n(?: {8}.*\n)+|^      IPFS_API_URL: .*\n", "",
+                             ci.read_text(), flags=re.MULTILINE))
 
 
-def prune_lock(path, group):
-    """Remove a dependency group from uv.lock, as `uv lock` would once pyproject.toml has no
-    such group: its lists in the project's own entry, and every package nothing left reaches.
+def prune_lock(path, group=None, dependencies=()):
+    """Remove a dependency group, or main dependencies (by name), from uv.lock, as `uv lock`
+    would once pyproject.toml has no such group or dependency: their entries in the project's
+    own lists, and every package nothing left reaches.
     Generation is offline, so uv cannot re-lock; and there is no TOML writer here, so the file
     is edited as text, one `[[package]]` block at a time, from what tomllib reads in it."""
     text = path.read_text()
     packages = tomllib.loads(text)["package"]
     root = next(package for package in packages
                 if "." in (package["source"].get("virtual"), package["source"].get("editable")))
-    wanted = [*root.get("dependencies", []),
+    wanted = [*(dependency for dependency in root.get("dependencies", [])
+                if dependency["name"] not in dependencies),
               *(dependency for name, listed in (root.get("optional-dependencies", {})
                                                 | root.get("dev-dependencies", {})).items()
                 if name != group for dependency in listed)]
@@ -70,14 +84,19 @@ def prune_lock(path, group):
                         else package.get("optional-dependencies", {}).get(extra, [])
     reached = {key for key, _ in followed}
     head, *blocks = re.split(r"^(?=\[\[package\]\]$)", text, flags=re.MULTILINE)
-    group_list = re.compile(rf"^{re.escape(group)} = \[(?:[^\n]*\]\n|\n.*?^\]\n)",
-                            re.MULTILINE | re.DOTALL)
+    nothing = "(?!)"  # a pattern that matches nowhere
+    group_list = re.compile(rf"^{re.escape(group)} = \[(?:[^\n]*\]\n|\n.*?^\]\n)" if group
+                            else nothing, re.MULTILINE | re.DOTALL)
+    # A main dependency's line in `dependencies` and in `requires-dist` (one a line in lists of
+    # more than one, as uv writes them). Concatenated: this file is a Jinja template.
+    dependency_line = re.compile('^    \\{ name = "(' + "|".join(map(re.escape, dependencies))
+                                 + ')"[ ,].*\n' if dependencies else nothing, re.MULTILINE)
     # The project's default groups, without this one: a line only when not uv's default.
     defaults = [name for name in root.get("default-groups", ["dev"]) if name != group]
     defaults_line = "" if defaults == ["dev"] else f"default-groups = {json.dumps(defaults)}\n"
-    kept = [re.sub(r"^default-groups = .*\n", defaults_line, group_list.sub("", block),
-                   flags=re.MULTILINE) if package["name"] == root["name"]
-            else without_extras(block, package, followed)
+    kept = [re.sub(r"^default-groups = .*\n", defaults_line,
+                   dependency_line.sub("", group_list.sub("", block)), flags=re.MULTILINE)
+            if package["name"] == root["name"] else without_extras(block, package, followed)
             for block in blocks
             for package in tomllib.loads(block)["package"]
             if (package["name"], package["version"]) in reached]
@@ -96,7 +115,7 @@ def without_extras(block, package, followed):
     unreached = [extra for extra in package.get("optional-dependencies", {})
                  if (key, extra) not in followed]
     for extra in unreached:
-        block = re.sub(rf"^{re.escape(extra)} = \[\n.*?^\]\n", "", block,
+        block = re.sub(rf"^{re.escape(extra)} = \[(?:[^\n]*\]\n|\n.*?^\]\n)", "", block,
                        flags=re.MULTILINE | re.DOTALL)
     if unreached and len(unreached) == len(package["optional-dependencies"]):
         block = block.replace("[package.optional-dependencies]\n\n", "", 1)

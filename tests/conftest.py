@@ -4,6 +4,7 @@ import os
 import secrets
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,32 @@ def postgres():
         yield f"postgres://postgres:{password}@127.0.0.1:{port}"
     finally:
         subprocess.run(["docker", "rm", "--force", name], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def kubo():
+    """A real Kubo node (ipfs/kubo) in a container, one per test worker; returns its RPC API URL.
+    The image's own defaults, as compose.yaml runs it; the RPC API published on 127.0.0.1 only."""
+    name = f"shipshape-test-kubo-{os.getpid()}"
+    subprocess.run(["docker", "run", "--detach", "--rm", "--name", name,
+                    "--publish", "127.0.0.1::5001", "ipfs/kubo:release"],
+                   check=True, capture_output=True)
+    try:
+        port = subprocess.run(["docker", "port", name, "5001/tcp"], check=True, text=True,
+                              capture_output=True).stdout.split(":")[-1].strip()
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while not answers(f"{url}/api/v0/version"):
+            assert time.monotonic() < deadline, "Kubo did not start in 90 s"
+            time.sleep(0.5)
+        yield url
+    finally:
+        subprocess.run(["docker", "rm", "--force", name], check=False, capture_output=True)
+
+
+def answers(url):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=5):
+            return True
+    except OSError:
+        return False

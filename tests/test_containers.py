@@ -50,7 +50,7 @@ CAPABILITY_BITS = {"CHOWN": 0, "DAC_READ_SEARCH": 2, "FOWNER": 3, "SETGID": 6, "
                    "NET_BIND_SERVICE": 10}
 PROD_CAPABILITIES = {"db": {"CHOWN", "DAC_READ_SEARCH", "FOWNER", "SETGID", "SETUID"},
                      "migrate": set(), "web": set(), "caddy": {"NET_BIND_SERVICE"},
-                     "backup": set()}
+                     "backup": set(), "ipfs": set()}
 # The admin's stylesheet as pages name it in production: with the hash of its content.
 HASHED_STYLESHEET = re.compile(r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"')
 
@@ -124,6 +124,10 @@ class Stack:
         return f"{self.name}-{service}"
 
 
+def with_ipfs(stack):
+    return (stack.path / stack.path.name / "ipfs.py").exists()
+
+
 @contextmanager
 def running(stack):
     """The stack, up and healthy; afterwards down with its volumes, whatever happened."""
@@ -157,7 +161,8 @@ class Project:
                                                 for name, value in self.prod_values.items()))
         name = f"shipshape-{self.slug.replace('_', '-')}-{RUN}"
         env = tool_environment() | {"HOST_UID": str(HOST_UID), "HOST_GID": str(HOST_GID), "WEB_PORT": "0",
-                                    "HTTP_PORT": "0", "HTTPS_PORT": "0"}
+                                    "HTTP_PORT": "0", "HTTPS_PORT": "0", "IPFS_GATEWAY_PORT": "0",
+                                    "IPFS_SWARM_PORT": "0"}
         self.dev = Stack(dev_path, f"{name}-dev", ["compose.yaml"], env)
         self.prod = Stack(prod_path, f"{name}-prod", ["compose.prod.yaml"], env)
         self.dev_values = read_env_file(dev_path / ".env")
@@ -340,7 +345,8 @@ def test_no_secret_from_env_files_is_in_any_image(project, tmp_path):
 
 def test_dev_stack_comes_up_healthy_and_serves(dev):
     assert health(dev) == {"db": ("running", "healthy", 0), "migrate": ("exited", "", 0),
-                           "web": ("running", "healthy", 0)}
+                           "web": ("running", "healthy", 0)} | (
+        {"ipfs": ("running", "healthy", 0)} if with_ipfs(dev) else {})
     port = dev.port("web", 8000)
     assert fetch(port, "/healthz")[0] == 200
     assert fetch(port, "/readyz")[0] == 200
@@ -443,7 +449,8 @@ def test_prod_stack_is_healthy_and_serves_https_and_redirects_http(prod):
     assert health(prod) == {
         "db": ("running", "healthy", 0), "migrate": ("exited", "", 0),
         "web": ("running", "healthy", 0), "caddy": ("running", "healthy", 0),
-        "backup": ("running", "healthy", 0)}
+        "backup": ("running", "healthy", 0)} | (
+        {"ipfs": ("running", "healthy", 0)} if with_ipfs(prod) else {})
     https, http_ = prod.port("caddy", 443), prod.port("caddy", 80)
     trust = caddy_trust(prod)
     status, headers, body = eventually(lambda: fetch(https, "/healthz", tls=trust))
@@ -754,7 +761,8 @@ def test_dev_and_prod_share_image_database_and_variables(project):
 def test_prod_compose_is_hardened(project):
     prod = compose_file(project.prod, "compose.prod.yaml")
     services = prod["services"]
-    assert set(services) == {"db", "migrate", "web", "caddy", "backup"}
+    assert set(services) == {"db", "migrate", "web", "caddy", "backup"} | (
+        {"ipfs"} if with_ipfs(project.prod) else set())
     for name, service in services.items():
         assert service["read_only"] is True, name
         assert service["cap_drop"] == ["ALL"], name
@@ -763,7 +771,7 @@ def test_prod_compose_is_hardened(project):
         assert service["deploy"]["resources"]["limits"]["memory"], name
         assert "healthcheck" in service, name
         assert service["restart"] == ("no" if name == "migrate" else "unless-stopped"), name
-        assert "ports" not in service or name == "caddy", name
+        assert "ports" not in service or name in ("caddy", "ipfs"), name  # ipfs: its swarm
         for dependency, condition in service.get("depends_on", {}).items():
             expected = "service_completed_successfully" if dependency == "migrate" \
                 else "service_healthy"

@@ -24,12 +24,14 @@ def read_env_file(path):
 
 
 class Project:
-    def __init__(self, path, answers, database_url):
+    def __init__(self, path, answers, database_url, ipfs_api_url=None):
         self.path, self.answers = path, answers
         self.slug = path.name
-        # The developer's own .env, as generated, with only the database swapped for the test one.
+        # The developer's own .env, as generated, with only the database (and IPFS node)
+        # swapped for the test ones.
         self.dev_env = tool_environment() | read_env_file(path / ".env") | {
-            "DATABASE_URL": f"{database_url}/{self.slug}"}
+            "DATABASE_URL": f"{database_url}/{self.slug}"} | (
+            {"IPFS_API_URL": ipfs_api_url} if ipfs_api_url else {})
         self.production_env = tool_environment() | {
             "SECRET_KEY": PRODUCTION_KEY,
             "ALLOWED_HOSTS": answers.get("domain_name", "example.com"),
@@ -56,7 +58,9 @@ def project(request, tmp_path_factory, postgres):
     path = generate(tmp_path_factory.mktemp("generated"), **request.param)
     run(["git", "init", "--quiet"], cwd=path)
     run(["git", "add", "--all"], cwd=path)
-    generated = Project(path, request.param, postgres)
+    with_ipfs = request.param.get("ipfs", "yes") == "yes"
+    generated = Project(path, request.param, postgres,
+                        request.getfixturevalue("kubo") if with_ipfs else None)
     generated.run("uv", "sync", "--locked", "--quiet")
     return generated
 

@@ -136,3 +136,24 @@ def test_the_readmes_read_only_role_reads_every_table_and_writes_none(with_noteb
         shell(with_notebooks, admin_url, administer +
               f"admin.execute('DROP DATABASE IF EXISTS {database} WITH (FORCE)'); "
               "admin.execute('DROP ROLE IF EXISTS analyst')", check=False)
+
+
+# What only the ipfs option brings: words in files (the content identifier too), and httpx.
+IPFS_WORDS = re.compile(r"ipfs|kubo|\bcids?\b|httpx", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("notebooks", ["yes", "no"])
+def test_ipfs_no_leaves_no_trace_and_a_current_lock(tmp_path, notebooks):
+    without, with_ipfs = (generate(tmp_path / answer, notebooks=notebooks, ipfs=answer)
+                          for answer in ("no", "yes"))
+    traces = [f"{path.relative_to(without)}: {match}"
+              for path in project_files(without) if path.name != "uv.lock"
+              for match in set(IPFS_WORDS.findall(path.read_text()))]
+    assert traces == []
+    assert "IPFS" not in (without / ".env").read_text()
+    assert IPFS_WORDS.search((with_ipfs / "compose.yaml").read_text())
+    # httpx stays locked only as a package of the notebook group's (Jupyter's) own.
+    assert ("httpx" in lock_packages(without)) == (notebooks == "yes")
+    assert "httpx" in lock_packages(with_ipfs)
+    run(["uv", "lock", "--locked", "--offline"], cwd=without)
+    run(["uv", "lock", "--locked", "--offline"], cwd=with_ipfs)

@@ -11,6 +11,9 @@ settings table in README.md are rendered from the same declarations:
 
 import argparse
 import dataclasses
+{%- if cookiecutter.ipfs == "yes" %}
+import ipaddress
+{%- endif %}
 import re
 import sys
 import zoneinfo
@@ -109,6 +112,33 @@ def parse_email_url(text):
     }}
 
 
+{%- if cookiecutter.ipfs == "yes" %}
+
+
+def parse_http_url(text, path_allowed=False):
+    """An http(s) base URL (or, if allowed, a path on this site), without a trailing slash."""
+    parts = urlsplit(text)
+    absolute = parts.scheme in {"http", "https"} and parts.hostname
+    if not (absolute or path_allowed and text.startswith("/") and not parts.netloc) \
+            or parts.query or parts.fragment:
+        raise ValueError(text)
+    parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    return text.rstrip("/")
+
+
+def is_internal(url):
+    """Whether a URL's host is private: a private or loopback address, or a name that only a
+    private network resolves (one label, like a compose service, or under .internal, .local,
+    .localhost or Kubernetes' .svc and .cluster.local)."""
+    host = urlsplit(url).hostname
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        return "." not in host or host.endswith(
+            (".internal", ".local", ".localhost", ".svc", ".cluster.local"))
+{%- endif %}
+
+
 BOOLEAN = Type("boolean", Schema(Use(parse_boolean, error="not a boolean (use true or false)")))
 
 
@@ -150,6 +180,15 @@ EMAIL_ADDRESS = Type("email address", Schema(And(
 HOST_NAME = Type("host name", Schema(Use(
     parse_host_name, error="not a single host name like example.com",
 )))
+{%- if cookiecutter.ipfs == "yes" %}
+HTTP_URL = Type("http(s) URL", Schema(Use(
+    parse_http_url, error="not an http(s) URL like http://ipfs:5001",
+)))
+URL_OR_PATH = Type("http(s) URL or path", Schema(Use(
+    lambda text: parse_http_url(text, path_allowed=True),
+    error="not an http(s) URL like https://ipfs.example.com, nor a path like /",
+)))
+{%- endif %}
 TIME_OF_DAY = Type("time of day (HH:MM)", Schema(And(
     lambda text: re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", text),
     error="not a time of day like 03:00",
@@ -227,6 +266,24 @@ VARIABLES = (
         "DEFAULT_FROM_EMAIL", EMAIL_ADDRESS, default="noreply@{{ cookiecutter.domain_name }}",
         help="Sender address of the site's mail.",
     ),
+{%- if cookiecutter.ipfs == "yes" %}
+    Variable(
+        "IPFS_API_URL", HTTP_URL, default="http://localhost:5001",
+        production_schema=Schema(And(is_internal, error="a public address: the RPC API can "
+                                                        "read, add and delete anything")),
+        help="The Kubo node's RPC API, which stores uploads (README: Media on IPFS). Internal "
+             "only: production refuses a public address.",
+    ),
+    Variable(
+        "IPFS_GATEWAY_URL", URL_OR_PATH, default="/",
+        help="Where browsers fetch uploads, as <this>/ipfs/<CID>: `/` is this site (Caddy serves "
+             "the node's gateway there); development's .env names the dev gateway.",
+    ),
+    Variable(
+        "IPFS_MAX_UPLOAD_SIZE", COUNT, default="52428800",
+        help="Largest file the upload page accepts, in bytes (default: 50 MiB).",
+    ),
+{%- endif %}
     Variable(
         "WEB_CONCURRENCY", COUNT, default="2",
         help="gunicorn worker processes in production (gunicorn.conf.py): about one per CPU; "
@@ -261,6 +318,12 @@ COMPOSE_VARIABLES = (
         "WEB_PORT", PORT, default="8000",
         help="Port on 127.0.0.1 for the development server (0: any free port).",
     ),
+{%- if cookiecutter.ipfs == "yes" %}
+    Variable(
+        "IPFS_GATEWAY_PORT", PORT, default="8080",
+        help="Port on 127.0.0.1 for the development IPFS gateway (0: any free port).",
+    ),
+{%- endif %}
 {%- if cookiecutter.notebooks == "yes" %}
     Variable(
         "NOTEBOOK_PORT", PORT, default="8888",
@@ -285,6 +348,13 @@ COMPOSE_VARIABLES = (
         "HTTPS_PORT", PORT, default="443",
         help="Host port for HTTPS (0: any free port).",
     ),
+{%- if cookiecutter.ipfs == "yes" %}
+    Variable(
+        "IPFS_SWARM_PORT", PORT, default="4001",
+        help="Host port (TCP and UDP) where other IPFS nodes reach the production node "
+             "(0: any free port).",
+    ),
+{%- endif %}
     Variable(
         "IMAGE", TEXT, example="registry.example.com/{{ cookiecutter.project_slug }}:sha-1a2b3c4",
         help="The image `docker stack deploy -c compose.swarm.yaml` runs, from a registry "

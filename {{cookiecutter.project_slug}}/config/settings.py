@@ -90,6 +90,10 @@ TIME_ZONE = ENV["TIME_ZONE"]
 USE_I18N = True
 USE_TZ = True
 
+{% if cookiecutter.ipfs == "yes" -%}
+# The upload page refuses larger files before they reach the IPFS node.
+IPFS_MAX_UPLOAD_SIZE = ENV["IPFS_MAX_UPLOAD_SIZE"]
+{% endif -%}
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"  # filled by `collectstatic` when the image is built
 STORAGES = {
@@ -98,6 +102,13 @@ STORAGES = {
     # serves as cacheable for ever (immutable), and brotli and gzip copies, so nothing is
     # compressed per request. Pages need the manifest it writes; tests swap in plain names.
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+{%- if cookiecutter.ipfs == "yes" %}
+    # Uploads kept on the project's Kubo node, named by their content's CID (README: Media on
+    # IPFS). A node slower than `timeout` seconds fails the upload, cleanly.
+    "ipfs": {"BACKEND": "{{ cookiecutter.project_slug }}.ipfs.KuboStorage",
+             "OPTIONS": {"api_url": ENV["IPFS_API_URL"], "gateway_url": ENV["IPFS_GATEWAY_URL"],
+                         "timeout": 30}},
+{%- endif %}
 }
 # Only the hashed copies: pages name nothing else, and it halves the image's static files and
 # the compression time of every build.

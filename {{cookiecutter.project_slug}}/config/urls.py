@@ -17,6 +17,11 @@ urlpatterns = [
     path("notes/", views.note_list, name="note-list"),
     path("notes/new/", views.note_create, name="note-create"),
     path("notes/<shortuuid:pk>/", views.note_detail, name="note-detail"),
+{%- if cookiecutter.ipfs == "yes" %}
+    path("uploads/", views.upload_list, name="upload-list"),
+    path("uploads/new/", views.upload_create, name="upload-create"),
+    path("uploads/<shortuuid:pk>/", views.upload_detail, name="upload-detail"),
+{%- endif %}
 ]
 
 if "debug_toolbar" in settings.INSTALLED_APPS:  # development only: see config/settings.py

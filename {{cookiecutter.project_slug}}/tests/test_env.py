@@ -77,6 +77,14 @@ INVALID = {
                            "not an email address"),
     "WEB_CONCURRENCY": (st.sampled_from(["0", "-2", "four", "2.5"]), "not a whole number ≥ 1"),
     "WEB_THREADS": (st.sampled_from(["0", "-1", "many", "1e2"]), "not a whole number ≥ 1"),
+{%- if cookiecutter.ipfs == "yes" %}
+    "IPFS_API_URL": (st.sampled_from(["ipfs:5001", "ftp://ipfs", "http://", "/api",
+                                      "http://ipfs:50o1", "http://ipfs:5001/?a=b"]),
+                     "not an http(s) URL"),
+    "IPFS_GATEWAY_URL": (st.sampled_from(["ipfs.example.com", "ftp://ipfs", "//host/x",
+                                          "http://gateway:80a"]), "not an http(s) URL"),
+    "IPFS_MAX_UPLOAD_SIZE": (st.sampled_from(["0", "-1", "50MB", "1e6"]), "not a whole number ≥ 1"),
+{%- endif %}
 }
 
 

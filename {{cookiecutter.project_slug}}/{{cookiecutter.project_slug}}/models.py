@@ -1,11 +1,27 @@
+{% if cookiecutter.ipfs == "yes" -%}
+import contextlib
+import logging
+import mimetypes
+
+{% endif -%}
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, connections, models, router, transaction
+{%- if cookiecutter.ipfs == "yes" %}
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
+{%- endif %}
 from django.urls import reverse
 from shortuuid.django_fields import ShortUUIDField as RandomCodeField
 
 from {{ cookiecutter.project_slug }}.ids import FULL_LENGTH, ShortUUIDField
+{%- if cookiecutter.ipfs == "yes" %}
+from {{ cookiecutter.project_slug }}.ipfs import cid_of, ipfs_storage
+{%- endif %}
 
+{% if cookiecutter.ipfs == "yes" -%}
+logger = logging.getLogger(__name__)
+{% endif -%}
 INSERT_ATTEMPTS = 3  # a fresh random ID per attempt
 
 
@@ -96,3 +112,59 @@ class Note(ShortUUIDModel):
 
     def get_absolute_url(self):
         return reverse("note-detail", kwargs={"pk": self.pk})
+{%- if cookiecutter.ipfs == "yes" %}
+
+
+class Upload(ShortUUIDModel):
+    """A file kept on IPFS (README: Media on IPFS): saving the row first adds and pins the file
+    on the node, so a row always has its content. Rows with the same content share one CID,
+    stored once; deleting the last of them unpins it."""
+
+    file = models.FileField(storage=ipfs_storage, max_length=255)
+    cid = models.CharField("CID", max_length=100, db_index=True, editable=False)
+    size = models.PositiveBigIntegerField(editable=False)
+    content_type = models.CharField(max_length=255, editable=False)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL,
+                                    null=True, blank=True, related_name="uploads")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self):
+        return self.file.name.partition("/")[2]
+
+    def get_absolute_url(self):
+        return reverse("upload-detail", kwargs={"pk": self.pk})
+
+    def save(self, **kwargs):
+        if self.file and not self.file._committed:
+            upload = self.file.file
+            self.content_type = getattr(upload, "content_type", None) \
+                or mimetypes.guess_type(self.file.name)[0] or "application/octet-stream"
+            self.file.save(self.file.name, upload, save=False)  # raises OSError if the node fails
+            self.cid, self.size = cid_of(self.file.name), upload.size
+            try:
+                return super().save(**kwargs)
+            except Exception:
+                with contextlib.suppress(Exception):  # the database's error is the one to see
+                    self.release(self.cid)  # no row, so no pin that nothing references
+                raise
+        return super().save(**kwargs)
+
+    @classmethod
+    def release(cls, cid):
+        """Unpin a CID once no row references it. A node that fails leaves the pin (content
+        kept, not lost), which the log reports."""
+        if not cls.objects.filter(cid=cid).exists():
+            try:
+                ipfs_storage().delete(cid)
+            except OSError as error:
+                logger.warning("%s stays pinned: %s", cid, error)
+
+
+@receiver(post_delete, sender=Upload)
+def unpin_unreferenced(sender, instance, using, **kwargs):
+    """After any delete (the admin's bulk one too), once it is committed."""
+    transaction.on_commit(lambda: Upload.release(instance.cid), using=using)
+{%- endif %}

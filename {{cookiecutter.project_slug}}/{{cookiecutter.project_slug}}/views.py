@@ -1,15 +1,43 @@
+{% if cookiecutter.ipfs == "yes" -%}
+from django import forms
+from django.conf import settings
+{% endif -%}
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import DatabaseError, connection
 from django.forms import modelform_factory
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+{%- if cookiecutter.ipfs == "yes" %}
+from django.template.defaultfilters import filesizeformat
+{%- endif %}
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 
+{%- if cookiecutter.ipfs == "yes" %}
+from {{ cookiecutter.project_slug }}.ipfs import ipfs_storage
+from {{ cookiecutter.project_slug }}.models import Note, Upload
+{%- else %}
 from {{ cookiecutter.project_slug }}.models import Note
+{%- endif %}
 
 NoteForm = modelform_factory(Note, fields=["title", "body"])
+{%- if cookiecutter.ipfs == "yes" %}
+
+
+class UploadForm(forms.ModelForm):
+    class Meta:
+        model = Upload
+        fields = ["file"]
+
+    def clean_file(self):
+        file = self.cleaned_data["file"]
+        if file.size > settings.IPFS_MAX_UPLOAD_SIZE:
+            raise forms.ValidationError(
+                f"This file is {filesizeformat(file.size)}; the largest accepted is "
+                f"{filesizeformat(settings.IPFS_MAX_UPLOAD_SIZE)}.")
+        return file
+{%- endif %}
 
 
 @require_safe
@@ -29,12 +57,21 @@ def healthz(request):
 @never_cache
 @require_safe
 def readyz(request):
+{%- if cookiecutter.ipfs == "yes" %}
+    """Readiness: 200 while the database and the IPFS node answer, 503 naming those that do not."""
+    failed = [] if ipfs_storage().answers() else ["ipfs node unreachable"]
+{%- else %}
     """Readiness: 200 while the database answers, 503 while it does not."""
+    failed = []
+{%- endif %}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except DatabaseError:
-        return HttpResponse("database unreachable\n", content_type="text/plain", status=503)
+        failed.insert(0, "database unreachable")
+    if failed:
+        return HttpResponse("".join(f"{problem}\n" for problem in failed),
+                            content_type="text/plain", status=503)
     return HttpResponse("ok\n", content_type="text/plain")
 
 
@@ -61,3 +98,35 @@ def note_create(request):
         return redirect(form.save())
     return render(request, "{{ cookiecutter.project_slug }}/note_form.html",
                   {"form": form, "title": "New note"})
+{%- if cookiecutter.ipfs == "yes" %}
+
+
+@require_safe
+def upload_list(request):
+    page = Paginator(Upload.objects.all(), per_page=50).get_page(request.GET.get("page"))
+    return render(request, "{{ cookiecutter.project_slug }}/upload_list.html", {"page": page})
+
+
+@require_safe
+def upload_detail(request, pk):
+    upload = get_object_or_404(Upload, pk=pk)
+    return render(request, "{{ cookiecutter.project_slug }}/upload_detail.html", {"upload": upload})
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def upload_create(request):
+    """Signed-in users upload files to IPFS. A node that fails gets a clear error and no row."""
+    form = UploadForm(request.POST or None, request.FILES or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        form.instance.uploaded_by = request.user
+        try:
+            return redirect(form.save())
+        except OSError as error:
+            form.add_error(None, f"The file was not stored, {error}. Nothing was saved: "
+                                 "please try again in a minute.")
+            status = 503
+    return render(request, "{{ cookiecutter.project_slug }}/upload_form.html",
+                  {"form": form, "title": "Upload a file"}, status=status)
+{%- endif %}

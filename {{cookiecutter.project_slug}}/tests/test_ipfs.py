@@ -1,0 +1,201 @@
+"""Files on IPFS, against a real Kubo node: IPFS_API_URL (compose's `ipfs` service, or one
+you start: README, "Media on IPFS")."""
+
+import socket
+
+import httpx
+import hypothesis
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from hypothesis import given
+from hypothesis import strategies as st
+
+from config import env
+from {{ cookiecutter.project_slug }}.ipfs import ADD_PARAMETERS, KuboStorage, ipfs_storage
+from {{ cookiecutter.project_slug }}.models import Upload
+
+
+def only_hash(storage, data):
+    """The CID the node computes for `data` without storing it."""
+    response = httpx.post(f"{storage.api_url}/api/v0/add",
+                          params=ADD_PARAMETERS | {"only-hash": "true"},
+                          files={"file": ("data", data)})
+    response.raise_for_status()
+    return response.json()["Hash"]
+
+
+def pinned(storage, cid):
+    response = httpx.post(f"{storage.api_url}/api/v0/pin/ls",
+                          params={"arg": cid, "type": "recursive"})
+    return response.status_code == 200
+
+
+@pytest.fixture
+def storage():
+    return ipfs_storage()
+
+
+def recursive_pins(api_url):
+    response = httpx.post(f"{api_url}/api/v0/pin/ls", params={"type": "recursive"})
+    response.raise_for_status()
+    return set(response.json()["Keys"])
+
+
+@pytest.fixture(autouse=True)
+def _the_nodes_pins_are_left_as_they_were():
+    """The node may be your development node: what a test pins, it unpins."""
+    api_url = ipfs_storage().api_url
+    before = recursive_pins(api_url)
+    yield
+    for cid in recursive_pins(api_url) - before:
+        httpx.post(f"{api_url}/api/v0/pin/rm", params={"arg": cid}).raise_for_status()
+
+
+@pytest.fixture
+def member(django_user_model, client):
+    user = django_user_model.objects.create_user("member", "member@example.com", "a-long-passphrase")
+    client.force_login(user)
+    return user
+
+
+# Small files, and files around the 256 KiB at which the node cuts a file into blocks. Few
+# examples, whatever the profile: each is six round trips to the node.
+@hypothesis.settings(max_examples=25)
+@given(data=st.binary(max_size=1024) | st.binary(min_size=262_000, max_size=270_000),
+       name=st.from_regex(r"\A[a-z0-9_]{1,40}\.bin\Z"))
+def test_bytes_saved_come_back_identical_under_the_nodes_own_cid(data, name):
+    storage = ipfs_storage()
+    stored = storage.save(name, ContentFile(data))
+    cid, _, kept = stored.partition("/")
+    assert kept == name
+    assert cid == only_hash(storage, data)
+    assert storage.exists(stored)
+    assert pinned(storage, cid)
+    with storage.open(stored) as file:
+        assert file.read() == data
+    assert storage.size(stored) == len(data)
+    assert storage.url(stored).endswith(f"/ipfs/{cid}?filename={name}")
+
+
+def test_names_that_are_not_cids_never_reach_the_node(storage):
+    for name in ("report.pdf", "../etc/passwd", "QmShort/x", "bafybeiUPPERCASE/x"):
+        assert not storage.exists(name)
+        with pytest.raises(ValueError, match="does not start with a CID"):
+            storage.open(name)
+
+
+@pytest.mark.django_db
+def test_the_upload_page_stores_the_file_and_shows_its_cid_link_and_uri(client, member, storage):
+    data = b"%PDF-1.7 a page of text\n"
+    response = client.post(reverse("upload-create"),
+                           {"file": SimpleUploadedFile("report.pdf", data, "application/pdf")})
+    upload = Upload.objects.get()
+    assert response["Location"] == upload.get_absolute_url()
+    assert (upload.cid, upload.size, upload.content_type, upload.uploaded_by) == (
+        only_hash(storage, data), len(data), "application/pdf", member)
+    page = client.get(upload.get_absolute_url()).content.decode()
+    assert f"ipfs://{upload.cid}" in page
+    assert f'href="{storage.gateway_url}/ipfs/{upload.cid}?filename=report.pdf"' in page
+    assert 'enctype="multipart/form-data"' in client.get(reverse("upload-create")).content.decode()
+    assert "report.pdf" in client.get(reverse("upload-list")).content.decode()
+
+
+@pytest.mark.django_db
+def test_signing_in_comes_first(client):
+    response = client.get(reverse("upload-create"))
+    assert response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.django_db
+def test_the_same_bytes_twice_share_one_cid_kept_until_the_last_row_goes(
+        client, member, storage, django_capture_on_commit_callbacks):
+    data = b"the same bytes, uploaded twice"
+    for name in ("first.txt", "second.txt"):
+        client.post(reverse("upload-create"), {"file": SimpleUploadedFile(name, data)})
+    first, second = Upload.objects.order_by("created")
+    assert first.cid == second.cid
+    assert pinned(storage, first.cid)
+    with django_capture_on_commit_callbacks(execute=True):
+        first.delete()
+    assert pinned(storage, second.cid)
+    with django_capture_on_commit_callbacks(execute=True):
+        Upload.objects.all().delete()  # the admin's bulk delete
+    assert not pinned(storage, second.cid)
+
+
+@pytest.mark.django_db
+def test_a_file_over_the_limit_is_a_form_error_and_nothing_is_stored(client, member, storage,
+                                                                     settings):
+    settings.IPFS_MAX_UPLOAD_SIZE = 1000
+    data = b"x" * 1001
+    response = client.post(reverse("upload-create"), {"file": SimpleUploadedFile("big.bin", data)})
+    assert response.status_code == 200
+    assert "This file is 1001\xa0bytes; the largest accepted is 1000\xa0bytes." in \
+        response.content.decode()
+    assert not Upload.objects.exists()
+    assert not pinned(storage, only_hash(storage, data))
+
+
+def closed_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # free again once closed: nothing listens there
+
+
+@pytest.fixture
+def silent_port():
+    """A port that takes connections (the kernel's backlog) and never answers: a node that hangs."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield server.getsockname()[1]
+
+
+@pytest.fixture(params=["down", "slow"])
+def failing_node(request, settings, storage):
+    port = closed_port() if request.param == "down" else request.getfixturevalue("silent_port")
+    settings.STORAGES = settings.STORAGES | {"ipfs": {
+        "BACKEND": settings.STORAGES["ipfs"]["BACKEND"],
+        "OPTIONS": {"api_url": f"http://127.0.0.1:{port}", "gateway_url": storage.gateway_url,
+                    "timeout": 1}}}
+    return request.param
+
+
+@pytest.mark.django_db
+def test_a_node_down_or_slow_is_a_clear_error_and_no_row(client, member, failing_node):
+    response = client.post(reverse("upload-create"),
+                           {"file": SimpleUploadedFile("notes.txt", b"kept nowhere")})
+    assert response.status_code == 503
+    page = response.content.decode()
+    assert "The file was not stored, the IPFS node at http://127.0.0.1:" in page
+    assert "Nothing was saved" in page
+    assert not Upload.objects.exists()
+    ready = client.get(reverse("readyz"))
+    assert (ready.status_code, ready.content) == (503, b"ipfs node unreachable\n")
+
+
+@pytest.mark.django_db
+def test_readyz_answers_200_while_the_node_answers(client):
+    assert client.get(reverse("readyz")).content == b"ok\n"
+
+
+def test_the_storage_is_usable_on_its_own(storage):
+    alone = KuboStorage(api_url=storage.api_url, gateway_url="https://example.com/")
+    name = alone.save("hello.txt", ContentFile(b"hello"))
+    assert alone.url(name) == f"https://example.com/ipfs/{name.partition('/')[0]}?filename=hello.txt"
+
+
+@pytest.mark.parametrize(("url", "allowed"), [
+    ("http://ipfs:5001", True), ("http://10.0.0.5:5001", True), ("http://127.0.0.1:5001", True),
+    ("http://kubo.internal:5001", True), ("http://ipfs.default.svc:5001", True),
+    ("https://ipfs.example.com", False), ("http://8.8.8.8:5001", False),
+])
+def test_production_refuses_a_public_rpc_address(url, allowed):
+    production = {"SECRET_KEY": "k" * 40 + "0123456789abcdef", "ALLOWED_HOSTS": "example.com",
+                  "DATABASE_URL": "postgres://u:p@db:5432/d", "EMAIL_URL": "smtp://mail.example.com",
+                  "IPFS_GATEWAY_URL": "https://example.com", "IPFS_API_URL": url}
+    if allowed:
+        assert env.load(production)["IPFS_API_URL"] == url
+    else:
+        with pytest.raises(env.InvalidEnvironment, match="IPFS_API_URL: a public address"):
+            env.load(production)
