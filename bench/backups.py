@@ -12,14 +12,14 @@ they include starting the container; `backup list` on the same stack shows that 
 import argparse
 import os
 import re
-import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from containers import RUN, TEMPLATE, run, timed  # bench/containers.py, beside this script
+# bench/containers.py, beside this script
+from containers import RUN, TEMPLATE, run, timed, write_production_env
 
 
 def summary(seconds):
@@ -36,9 +36,7 @@ def main():
         run([sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE), "-o", scratch],
             cwd=scratch)
         project = Path(scratch) / "my_project"
-        (project / ".env").write_text(
-            f"SECRET_KEY={secrets.token_urlsafe(64)}\nALLOWED_HOSTS=localhost\n"
-            f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}\nSITE_ADDRESS=localhost\n")
+        write_production_env(project)
         # The backup service writes as HOST_UID: the owner of backups/, as on a server.
         owner = project.stat()
         env = dict(os.environ) | {"HTTP_PORT": "0", "HTTPS_PORT": "0",

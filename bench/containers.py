@@ -33,6 +33,14 @@ def run(command, cwd, env=None):
     return result
 
 
+def write_production_env(project, extra=""):
+    """The .env an operator writes on a server: real secrets, the site on localhost."""
+    (project / ".env").write_text(
+        f"SECRET_KEY={secrets.token_urlsafe(64)}\nALLOWED_HOSTS=localhost\n"
+        "EMAIL_URL=smtp://mail.invalid\n"  # nothing is mailed in a benchmark
+        f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}\nSITE_ADDRESS=localhost\n{extra}")
+
+
 def timed(command, cwd, env=None):
     started = time.perf_counter()
     result = run(command, cwd, env)
@@ -87,9 +95,7 @@ def main():
                 dev_up.append(seconds)
                 run([*dev, "down", "--volumes", "--remove-orphans"], project, env)
 
-            (project / ".env").write_text(
-                f"SECRET_KEY={secrets.token_urlsafe(64)}\nALLOWED_HOSTS=localhost\nEMAIL_URL=smtp://mail.invalid\n"
-                f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}\nSITE_ADDRESS=localhost\n")
+            write_production_env(project)
             run([*prod, "build"], project, env)
             prod_up = []
             for _ in range(runs):

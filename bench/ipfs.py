@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from containers import run  # bench/containers.py: exit with the output on failure
+from containers import run, write_production_env  # bench/containers.py, beside this
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 RUN = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
@@ -67,10 +67,7 @@ def main():
         run([sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE), "-o", scratch],
             cwd=scratch)
         project = Path(scratch) / "my_project"
-        (project / ".env").write_text(
-            f"SECRET_KEY={secrets.token_urlsafe(64)}\nALLOWED_HOSTS=localhost\n"
-            f"EMAIL_URL=smtp://mail.invalid\nPOSTGRES_PASSWORD={secrets.token_urlsafe(24)}\n"
-            "SITE_ADDRESS=localhost\nIPFS_MAX_UPLOAD_SIZE=60000000\n")
+        write_production_env(project, "IPFS_MAX_UPLOAD_SIZE=60000000\n")
         owner = project.stat()  # the backup service writes to backups/ as HOST_UID
         env = os.environ | {"HTTP_PORT": "0", "HTTPS_PORT": "0", "IPFS_SWARM_PORT": "0",
                             "HOST_UID": str(owner.st_uid), "HOST_GID": str(owner.st_gid)}

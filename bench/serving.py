@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from containers import write_production_env  # bench/containers.py, beside this script
+
 TEMPLATE = Path(__file__).resolve().parent.parent
 RUN = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
 SHIPPED = "shipped"
@@ -174,9 +176,7 @@ def main():
         run([sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE), "-o", scratch],
             cwd=scratch)
         project = Path(scratch) / "my_project"
-        (project / ".env").write_text(
-            f"SECRET_KEY={secrets.token_urlsafe(64)}\nALLOWED_HOSTS=localhost\nEMAIL_URL=smtp://mail.invalid\n"
-            f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}\nSITE_ADDRESS=localhost\n")
+        write_production_env(project)
         env = dict(os.environ) | {"HTTP_PORT": "0", "HTTPS_PORT": "0"}
         stack = Stack(project, env)
         overrides = candidate_files(project, scratch)
