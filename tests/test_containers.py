@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
 from conftest import TEXT_ANSWERS, generate, tool_environment
@@ -492,6 +493,66 @@ def chromium():
     return found[0]
 
 
+# Docker adds and removes host interfaces for other tests' containers; Chromium then drops a
+# navigation in flight with this error, which says nothing about the site.
+NETWORK_CHANGED = "ERR_NETWORK_CHANGED"
+
+
+@contextmanager
+def browser_page():
+    """A Chromium page (Playwright driving the installed browser) and the console errors it
+    logs; a Content-Security-Policy violation is one."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium())
+        # Caddy's certificate for localhost comes from its own CA; TLS is checked elsewhere.
+        page = browser.new_page(ignore_https_errors=True, viewport={"width": 1024, "height": 768})
+        errors = []
+        page.on("console", lambda message: message.type == "error"
+                and NETWORK_CHANGED not in message.text
+                and errors.append(f"{page.url}: {message.text}"))
+        try:
+            yield page, errors
+        finally:
+            browser.close()
+
+
+def navigate(page, steps, attempts=3):
+    """steps(), which lead the page elsewhere; again from the start when Chromium dropped the
+    navigation because the host's network changed."""
+    for attempt in range(1, attempts + 1):
+        try:
+            result = steps()
+            page.wait_for_load_state()
+        except PlaywrightError as error:
+            if NETWORK_CHANGED in str(error) and attempt < attempts:
+                continue
+            raise
+        if not page.url.startswith("chrome-error://") or attempt == attempts:
+            return result
+    return None
+
+
+def submit(page, button):
+    """Click a form's button and wait until the page has left the form's URL."""
+    form = page.url
+    page.get_by_role("button", name=button).click()
+    page.wait_for_url(lambda url: url != form)
+
+
+def assert_page_passes(page, screenshots=None):
+    """axe-core finds no accessibility problem, and the page fits a phone's width; with
+    screenshots=(directory, name), desktop and phone screenshots are saved there."""
+    violations = Axe().run(page)
+    assert violations.violations_count == 0, violations.generate_report()
+    page.set_viewport_size({"width": 375, "height": 740})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375, page.url
+    if screenshots:
+        page.screenshot(path=screenshots[0] / f"{screenshots[1]}-phone.png", full_page=True)
+    page.set_viewport_size({"width": 1024, "height": 768})
+    if screenshots:
+        page.screenshot(path=screenshots[0] / f"{screenshots[1]}.png", full_page=True)
+
+
 def test_the_pages_pass_in_a_real_browser(prod, tmp_path):
     """Chromium through Caddy, as a visitor: every page of the site renders with its stylesheet,
     fits a phone's width, logs no error (a Content-Security-Policy violation is one), and axe-core
@@ -505,45 +566,42 @@ def test_the_pages_pass_in_a_real_browser(prod, tmp_path):
     eventually(lambda: fetch(prod.port("caddy", 443), "/healthz", tls=caddy_trust(prod))[0] == 200)
     shots = Path(os.environ.get("SHIPSHAPE_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium())
-        # Caddy's certificate for localhost comes from its own CA; TLS is checked elsewhere.
-        page = browser.new_page(ignore_https_errors=True, viewport={"width": 1024, "height": 768})
-        problems = []
-        page.on("console", lambda message: message.type == "error" and problems.append(
-            f"{page.url}: {message.text}"))
+    with browser_page() as (page, problems):
 
         def visit(path, name):
-            assert page.goto(base + path).status == 200, path
+            response = navigate(page, lambda: page.goto(base + path))
+            assert response.status == 200, path
             assert page.evaluate("document.styleSheets[0].cssRules.length") > 10, path
-            violations = Axe().run(page)
-            assert violations.violations_count == 0, violations.generate_report()
-            page.set_viewport_size({"width": 375, "height": 740})  # a phone
-            assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
-            page.screenshot(path=shots / f"{name}-phone.png", full_page=True)
-            page.set_viewport_size({"width": 1024, "height": 768})
-            page.screenshot(path=shots / f"{name}.png", full_page=True)
+            assert_page_passes(page, (shots, name))
 
         for path, name in [("/", "home"), ("/notes/", "notes"), ("/accounts/login/", "sign-in"),
                            ("/accounts/password_reset/", "password-reset")]:
             visit(path, name)
-        page.goto(f"{base}/notes/new/")  # signed out: to the sign-in page, and back after it
-        page.get_by_label("Username").fill("ada")
-        page.get_by_label("Password").fill(password)
-        page.get_by_role("button", name="Sign in").click()
-        expect(page).to_have_url(f"{base}/notes/new/")  # waits for the navigation
+
+        def sign_in():  # signed out, the form sends you to sign in, and back after it
+            page.goto(f"{base}/notes/new/")
+            page.get_by_label("Username").fill("ada")
+            page.get_by_label("Password").fill(password)
+            submit(page, "Sign in")
+
+        navigate(page, sign_in)
+        expect(page).to_have_url(f"{base}/notes/new/")
         visit("/notes/new/", "note-form")
-        page.get_by_label("Title").fill("Written in a browser")
-        page.get_by_role("button", name="Save the note").click()
+
+        def write_note():
+            page.goto(f"{base}/notes/new/")
+            page.get_by_label("Title").fill("Written in a browser")
+            submit(page, "Save the note")
+
+        navigate(page, write_note)
         expect(page.get_by_role("heading", name="Written in a browser")).to_be_visible()
         visit(page.url.removeprefix(base), "note")
         visit("/accounts/password_change/", "password-change")
         assert problems == [], problems
         for path in ("/admin/", f"/admin/{prod.path.name}/note/"):
-            assert page.goto(base + path).status == 200, path
+            assert navigate(page, lambda path=path: page.goto(base + path)).status == 200, path
         page.screenshot(path=shots / "admin.png")
         assert [problem for problem in problems if "Content Security Policy" in problem] == []
-        browser.close()
 
 
 def test_caddy_logs_each_request_once_as_json_with_its_id(prod):

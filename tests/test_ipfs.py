@@ -13,11 +13,10 @@ import subprocess
 
 import httpx
 import pytest
-from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect
 
-from test_containers import (Project, caddy_trust, chromium, docker, eventually, running,
-                             with_ipfs)
+from test_containers import (Project, assert_page_passes, browser_page, caddy_trust, docker,
+                             eventually, navigate, running, submit, with_ipfs)
 
 # On the worker that builds the default project's images for test_containers.py: the builds
 # here are then all cache hits.
@@ -163,34 +162,28 @@ def test_the_upload_pages_pass_in_a_real_browser(project):
         create_member(prod)
         base = f"https://localhost:{prod.port('caddy', 443)}"
         eventually(lambda: httpx.get(f"{base}/healthz", verify=caddy_trust(prod)).is_success)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium())
-            # Caddy's certificate for localhost comes from its own CA; TLS is checked elsewhere.
-            page = browser.new_page(ignore_https_errors=True)
-            problems = []
-            page.on("console", lambda message: message.type == "error" and problems.append(
-                f"{page.url}: {message.text}"))
+        with browser_page() as (page, problems):
 
-            def check():
-                violations = Axe().run(page)
-                assert violations.violations_count == 0, violations.generate_report()
-                page.set_viewport_size({"width": 375, "height": 740})
-                assert page.evaluate("document.documentElement.scrollWidth") <= 375, page.url
-                page.set_viewport_size({"width": 1024, "height": 768})
+            def sign_in():  # signed out, the form sends you to sign in, and back after it
+                page.goto(f"{base}/uploads/new/")
+                page.get_by_label("Username").fill("member")
+                page.get_by_label("Password").fill(PASSWORD)
+                submit(page, "Sign in")
 
-            page.goto(f"{base}/uploads/new/")  # signed out: to the sign-in page, and back
-            page.get_by_label("Username").fill("member")
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
-            assert page.url == f"{base}/uploads/new/"
-            check()
-            page.get_by_label("File").set_input_files(
-                {"name": "hello.txt", "mimeType": "text/plain", "buffer": b"hello, IPFS\n"})
-            page.get_by_role("button", name="Upload").click()
-            assert page.get_by_role("heading", name="hello.txt").is_visible()
+            navigate(page, sign_in)
+            expect(page).to_have_url(f"{base}/uploads/new/")
+            assert_page_passes(page)
+
+            def upload_a_file():
+                page.goto(f"{base}/uploads/new/")
+                page.get_by_label("File").set_input_files(
+                    {"name": "hello.txt", "mimeType": "text/plain", "buffer": b"hello, IPFS\n"})
+                submit(page, "Upload")
+
+            navigate(page, upload_a_file)
+            expect(page.get_by_role("heading", name="hello.txt")).to_be_visible()
             assert "ipfs://bafybei" in page.content()
-            check()
-            page.goto(f"{base}/uploads/")
-            check()
-            browser.close()
+            assert_page_passes(page)
+            navigate(page, lambda: page.goto(f"{base}/uploads/"))
+            assert_page_passes(page)
         assert problems == [], problems
