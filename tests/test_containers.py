@@ -524,7 +524,9 @@ def navigate(page, steps, attempts=3):
             result = steps()
             page.wait_for_load_state()
         except PlaywrightError as error:
-            if NETWORK_CHANGED in str(error) and attempt < attempts:
+            # Said either way: by the error, or by the error page that interrupted the navigation.
+            dropped = NETWORK_CHANGED in str(error) or "chrome-error://" in str(error)
+            if dropped and attempt < attempts:
                 continue
             raise
         if not page.url.startswith("chrome-error://") or attempt == attempts:
