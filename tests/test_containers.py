@@ -516,10 +516,13 @@ def browser_page():
             browser.close()
 
 
-def navigate(page, steps, attempts=3):
-    """steps(), which lead the page elsewhere; again from the start when Chromium dropped the
+def navigate(page, steps, attempts=10):
+    """steps(), which lead the page elsewhere; again from the start, after a growing pause (the
+    changes come in bursts while other tests start or stop stacks), when Chromium dropped the
     navigation because the host's network changed."""
     for attempt in range(1, attempts + 1):
+        if attempt > 1:
+            time.sleep(attempt - 1)
         try:
             result = steps()
             page.wait_for_load_state()
