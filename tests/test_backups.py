@@ -1,6 +1,7 @@
 """The container tier, backups: the `backup` service of compose.prod.yaml (scripts/backup.sh)
-backs up, restores after `docker compose down -v`, refuses bad input without
-changing anything, keeps what its retention says and runs on its own, as the README promises.
+backs up the database and the files IPFS pins, restores both after `docker compose down -v`,
+refuses bad input without changing anything, keeps what its retention says and runs on its
+own, as the README promises.
 
 One production stack of the default project for the whole module, on the worker that builds the
 default project for test_containers.py (its build cache is warm there). Every test brings the
@@ -22,6 +23,8 @@ from test_containers import (
 
 pytestmark = pytest.mark.xdist_group("containers-default")
 BACKUP_OUTPUT = re.compile(r"^backup (\S+): \S+, checked$", re.MULTILINE)
+IPFS_OUTPUT = re.compile(r"^ipfs: (\d+) pinned files saved, (\d+) read from the node and (\d+) "
+                         r"hard-linked from \S*$", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +98,19 @@ def copy_backup(stack, source, name):
 
 
 def rewrite_checksums(directory):
-    digest = hashlib.sha256((directory / "database.dump").read_bytes()).hexdigest()
-    (directory / "SHA256SUMS").write_text(f"{digest}  database.dump\n")
+    files = sorted(path for path in directory.rglob("*")
+                   if path.is_file() and path.name != "SHA256SUMS")
+    (directory / "SHA256SUMS").write_text("".join(
+        f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.relative_to(directory)}\n"
+        for path in files))
+
+
+def add_upload(stack, slug, data):
+    """An upload of `data` as kept.txt, through the app (pinned on the node): (short ID, CID)."""
+    return shell(stack, (
+        f"from django.core.files.base import ContentFile; from {slug}.models import Upload; "
+        f"upload = Upload(file=ContentFile({data!r}, name='kept.txt')); upload.save(); "
+        "print(upload.pk, upload.cid)")).split()
 
 
 def refusal(stack, *arguments, options=()):
@@ -116,28 +130,48 @@ def test_a_backup_brings_the_data_back_after_down_v(stack, project):
         f"note = Note.objects.create(title={title!r}, body='kept through a restore'); "
         "print(note.pk, User.objects.count(), Note.objects.count())"))
     note_id, users, notes = created.split()
-    taken = BACKUP_OUTPUT.findall(backup(stack, "now").stdout)
+    content = f"kept through a restore, on IPFS {secrets.token_hex(8)}"
+    upload_id, cid = add_upload(stack, slug, content)
+    uploads = shell(stack, f"from {slug}.models import Upload; print(Upload.objects.count())")
+    output = backup(stack, "now").stdout
+    taken = BACKUP_OUTPUT.findall(output)
     assert len(taken) == 1 and names(stack)[-1] == taken[0]
     files = stack.path / "backups" / taken[0]
-    assert sorted(path.name for path in files.iterdir()) == ["SHA256SUMS", "database.dump"]
+    assert sorted(path.name for path in files.iterdir()) == ["SHA256SUMS", "database.dump", "ipfs"]
     assert os.stat(files / "database.dump").st_uid == HOST_UID  # the operator's file
+    assert (files / "ipfs" / cid).read_text() == content
+    (saved, _, _), = IPFS_OUTPUT.findall(output)
+    assert int(saved) == len(list((files / "ipfs").iterdir())) >= 1
 
-    stack.down()  # --volumes: the database's and Caddy's
+    # The next backup keeps the same bytes once: a hard link to this one's copy.
+    (again,) = BACKUP_OUTPUT.findall(output := backup(stack, "now").stdout)
+    assert IPFS_OUTPUT.findall(output) == [(saved, "0", saved)], output
+    assert (stack.path / "backups" / again / "ipfs" / cid).stat().st_ino == \
+        (files / "ipfs" / cid).stat().st_ino
+    shutil.rmtree(stack.path / "backups" / again)  # the restore below takes the newest
+
+    stack.down()  # --volumes: the database's, the IPFS node's and Caddy's
     volumes = docker("volume", "ls", "--quiet", "--filter",
                      f"label=com.docker.compose.project={stack.name}").stdout
     assert volumes.strip() == ""
     assert (files / "database.dump").is_file()
 
-    restored = backup(stack, "restore").stdout  # the newest; starts the database, empty
+    restored = backup(stack, "restore").stdout  # the newest; starts the database and the node
     assert f"restored {taken[0]} (PostgreSQL 17) into database {slug}" in restored
+    assert f"ipfs: the backup's {saved} files pinned on the node ({saved} added back " \
+        "from the backup)" in restored
     rows = dict(re.findall(r"^\s+(\w+)\s+(\d+)$", restored, re.MULTILINE))
-    assert (rows[f"{slug}_user"], rows[f"{slug}_note"]) == (users, notes), restored
+    assert (rows[f"{slug}_user"], rows[f"{slug}_note"], rows[f"{slug}_upload"]) == \
+        (users, notes, uploads), restored
     assert int(rows["django_migrations"]) > 0
 
     stack.up()
     https, trust = stack.port("caddy", 443), caddy_trust(stack)
     status, _, page = eventually(lambda: fetch(https, f"/notes/{note_id}/", tls=trust))
     assert status == 200 and title in page
+    status, _, page = fetch(https, f"/uploads/{upload_id}/", tls=trust)
+    assert status == 200 and f"/ipfs/{cid}?filename=kept.txt" in page
+    assert fetch(https, f"/ipfs/{cid}?filename=kept.txt", tls=trust)[::2] == (200, content)
     assert shell(stack, (
         f"from django.contrib.auth import get_user_model; from {slug}.models import Note; "
         "User = get_user_model(); "
@@ -150,6 +184,7 @@ def test_restore_refuses_bad_input_and_changes_nothing(stack, project):
     count_notes = f"from {slug}.models import Note; print(Note.objects.count())"
     shell(stack, f"from {slug}.models import Note; Note.objects.create(title='before')")
     notes = shell(stack, count_notes)
+    _, cid = add_upload(stack, slug, f"an upload {secrets.token_hex(8)}")
     (good,) = BACKUP_OUTPUT.findall(backup(stack, "now").stdout)
     dump = stack.path / "backups" / good / "database.dump"
 
@@ -176,8 +211,23 @@ def test_restore_refuses_bad_input_and_changes_nothing(stack, project):
         (directory / "database.dump").write_bytes(data[:start] + b"16." + data[start + 3:])
         rewrite_checksums(directory)
 
+    def flip_a_byte_of_a_pinned_file(directory):
+        path = directory / "ipfs" / cid
+        path.write_bytes(bytes([path.read_bytes()[0] ^ 0x01]) + path.read_bytes()[1:])
+
+    # Bytes saved under a CID the node does not pin, and that is not theirs.
+    not_their_cid = "bafybei" + "a" * 52
+
+    def under_another_cid(directory):
+        (directory / "ipfs" / cid).rename(directory / "ipfs" / not_their_cid)
+        rewrite_checksums(directory)
+
     damages = {
         flip_a_byte: "checksum mismatch: the file is damaged or was changed after the backup",
+        flip_a_byte_of_a_pinned_file: "checksum mismatch",
+        under_another_cid: f"ipfs/{not_their_cid}, added back, gives {cid}: not the CID it was "
+                           f"saved under (were the app's add parameters changed?); database "
+                           f"{slug} is unchanged",
         lambda directory: (directory / "database.dump").unlink(): "has no database.dump",
         lambda directory: (directory / "SHA256SUMS").unlink(): "has no SHA256SUMS",
         not_an_archive: "pg_restore cannot read database.dump",
@@ -226,6 +276,9 @@ def test_restore_refuses_bad_input_and_changes_nothing(stack, project):
         assert "cannot write to ./backups" in refusal(stack, "now")
     finally:
         (stack.path / "backups").chmod(0o755)
+    stack.compose("stop", "ipfs")
+    assert "the IPFS node at http://ipfs:5001: pin/ls failed: curl: (6) Could not resolve " \
+        "host: ipfs" in refusal(stack, "now", options=["--no-deps"])
     stack.compose("stop", "db")
     assert "pg_dump failed: no backup was written" in refusal(stack, "now", options=["--no-deps"])
     assert sorted(path.name for path in (stack.path / "backups").iterdir()) == before

@@ -13,11 +13,18 @@
 # have backups stay; the rest goes.
 #
 # A backup is a directory /backups/<UTC time>/ holding database.dump (pg_dump's custom format)
+{%- if cookiecutter.ipfs == "yes" %}
+# and ipfs/<cid>, a copy of each file the IPFS node pins (its volume goes with `down -v` too),
+# and SHA256SUMS, the checksum of every other file in it. It is written under a temporary name,
+# checked (checksums, pg_restore reads it whole, the node gives each copy its CID) and only then
+# renamed: a failed backup never shows up.
+{%- else %}
 # and SHA256SUMS, the checksum of every other file in it: what a backup later adds beside the
 # dump goes into the same manifest. It is written under a temporary name, checked (checksums,
 # and pg_restore reads it whole) and only then renamed: a failed backup never shows up.
+{%- endif %}
 set -euo pipefail
-shopt -s nullglob
+shopt -s nullglob inherit_errexit  # and command substitutions stop at errors too
 umask 077  # a backup holds password hashes and personal data: its owner's alone
 
 readonly root=/backups dump=database.dump sums=SHA256SUMS status=/tmp/last-scheduled-run
@@ -74,7 +81,11 @@ now() {
   mkdir "$partial"
   trap 'rm -rf -- "$partial"' EXIT  # $partial is global: the trap runs after now() returns
   pg_dump --format=custom --file="$partial/$dump" || fail "pg_dump failed: no backup was written"
-  (cd "$partial" && sha256sum -- "$dump" >"$sums.tmp" && mv -- "$sums.tmp" "$sums")
+  (cd "$partial" && sha256sum -- "$dump" >"$sums.tmp")
+{%- if cookiecutter.ipfs == "yes" %}
+  save_pins "$partial"
+{%- endif %}
+  mv -- "$partial/$sums.tmp" "$partial/$sums"
   check_backup "$partial" "$name"
   mv --no-target-directory -- "$partial" "$root/$name"
   trap - EXIT
@@ -101,6 +112,81 @@ other_sessions() { # one line per session on the database other than this one
       coalesce(host(client_addr), 'local socket'), usename FROM pg_stat_activity
       WHERE datname = current_database() AND pid <> pg_backend_pid() ORDER BY pid")
 }
+
+{%- if cookiecutter.ipfs == "yes" %}
+
+# --- Files on IPFS ------------------------------------------------------------------------------
+# Re-added with the parameters the app adds with ({{ cookiecutter.project_slug }}/ipfs.py,
+# ADD_PARAMETERS; a test keeps the two the same), a file's bytes get its CID back.
+readonly add_parameters="cid-version=1&raw-leaves=false&chunker=size-262144&hash=sha2-256"
+
+node() { # COMMAND QUERY [curl options]: the RPC API's answer, or a clear error
+  local command=$1 query=$2 answer
+  shift 2
+  answer=$(curl --fail-with-body --silent --show-error --connect-timeout 10 --request POST \
+    "$@" "$IPFS_API_URL/api/v0/$command?$query" 2>&1) ||
+    fail "the IPFS node at $IPFS_API_URL: $command failed:" \
+      "$(jq --raw-output .Message 2>/dev/null <<<"$answer" || echo "$answer")"
+  echo "$answer"
+}
+
+pins() { # the CIDs the node pins (recursively: a whole file each)
+  node pin/ls type=recursive | jq --raw-output '.Keys // {} | keys[]'
+}
+
+added_cid() { # FILE CID [QUERY]: the CID the node gives FILE's bytes, added as CID was (a
+  # version 0 CID, from another node, with version 0's defaults); nothing is pinned
+  local parameters=$add_parameters
+  if [[ $2 == Qm* ]]; then parameters=${parameters/cid-version=1/cid-version=0}; fi
+  node add "$parameters&pin=false&quiet=true${3:-}" --form "file=@$1" | jq --raw-output .Hash
+}
+
+save_pins() { # DIR: a copy of each pinned file in DIR/ipfs, its checksum in DIR/SHA256SUMS.tmp
+  local dir=$1 previous pinned cid line made fetched=0 linked=0
+  previous=$root/$(backups | tail -n 1)
+  pinned=$(pins)
+  mkdir "$dir/ipfs"
+  for cid in $pinned; do
+    # A file the last backup has already is hard-linked from it, with its checksum of then:
+    # each backup stays whole on its own, the bytes are stored once, and a copy damaged since
+    # fails this backup's check.
+    if line=$(grep --extended-regexp "^[0-9a-f]{64}  ipfs/$cid\$" "$previous/$sums" 2>/dev/null) &&
+      ln -- "$previous/ipfs/$cid" "$dir/ipfs/$cid" 2>/dev/null; then
+      echo "$line" >>"$dir/$sums.tmp"
+      linked=$((linked + 1))
+      continue
+    fi
+    curl --fail-with-body --silent --show-error --connect-timeout 10 --request POST \
+      --output "$dir/ipfs/$cid" "$IPFS_API_URL/api/v0/cat?arg=$cid" ||
+      fail "the IPFS node at $IPFS_API_URL cannot give $cid" \
+        "($(jq --raw-output .Message <"$dir/ipfs/$cid" 2>/dev/null || echo no answer))"
+    made=$(added_cid "$dir/ipfs/$cid" "$cid" "&only-hash=true")
+    [[ $made == "$cid" ]] || fail "pinned $cid, read back and hashed, gives $made: the node" \
+      "sent it incomplete, or it was added with other parameters than the app's, so a restore" \
+      "could not re-create it (unpin it, or add its file again through the app)"
+    (cd "$dir" && sha256sum -- "ipfs/$cid" >>"$sums.tmp")
+    fetched=$((fetched + 1))
+  done
+  echo "ipfs: $((fetched + linked)) pinned files saved, $fetched read from the node and" \
+    "$linked hard-linked from ${previous##*/}"
+}
+
+saved_pins() { # DIR: the CIDs of the files a (checked) backup holds
+  sed -n 's|^[0-9a-f]\{64\}  ipfs/\([A-Za-z0-9]*\)$|\1|p' "$1/$sums"
+}
+
+add_saved_pins() { # DIR: the files the node does not pin, added back (not pinned yet): their CIDs
+  local dir=$1 pinned cid made
+  pinned=$(pins)
+  for cid in $(saved_pins "$dir"); do
+    if grep --quiet --line-regexp --fixed-strings -- "$cid" <<<"$pinned"; then continue; fi
+    made=$(added_cid "$dir/ipfs/$cid" "$cid")
+    [[ $made == "$cid" ]] || fail "ipfs/$cid, added back, gives $made: not the CID it was" \
+      "saved under (were the app's add parameters changed?); database $PGDATABASE is unchanged"
+    echo "$cid"
+  done
+}
+{%- endif %}
 
 restore() {
   local name="" force=false argument
@@ -141,6 +227,14 @@ restore() {
     fail "database $PGDATABASE is not empty ($tables tables): restore replaces it only with --force"
   fi
 
+{%- if cookiecutter.ipfs == "yes" %}
+
+  # The files first, unpinned: the node drops none of them before they are pinned (Kubo
+  # collects garbage only when asked to), and a restore that fails pins nothing.
+  local added
+  added=$(add_saved_pins "$root/$name")
+{%- endif %}
+
   # Into a new database first, which then takes the old one's name: a restore that fails
   # half-way leaves the database as it was.
   local staging="${PGDATABASE}__restoring" replaced="${PGDATABASE}__replaced"
@@ -156,6 +250,13 @@ restore() {
     --command="ALTER DATABASE \"$PGDATABASE\" RENAME TO \"$replaced\"" \
     --command="ALTER DATABASE \"$staging\" RENAME TO \"$PGDATABASE\"" --command="COMMIT"
   sql --dbname=postgres --command="DROP DATABASE \"$replaced\""
+{%- if cookiecutter.ipfs == "yes" %}
+
+  local cid
+  for cid in $added; do node pin/add "arg=$cid" >/dev/null; done
+  echo "ipfs: the backup's $(saved_pins "$root/$name" | wc -l) files pinned on the node" \
+    "($(wc -w <<<"$added") added back from the backup)"
+{%- endif %}
 
   echo "restored $name (PostgreSQL $theirs) into database $PGDATABASE; rows per table:"
   sql --command="SELECT format('  %-40s %s', table_name, (xpath('/row/n/text()', query_to_xml(

@@ -2,10 +2,12 @@
 you start: README, "Media on IPFS")."""
 
 import socket
+from urllib.parse import urlencode
 
 import httpx
 import hypothesis
 import pytest
+from django.conf import settings as django_settings
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -205,3 +207,10 @@ def test_production_refuses_a_public_rpc_address(url, allowed):
     else:
         with pytest.raises(env.InvalidEnvironment, match="IPFS_API_URL: a public address"):
             env.load(production)
+
+
+def test_backups_add_files_back_with_the_apps_parameters():
+    """scripts/backup.sh adds a backup's files back to a new node: with other parameters they
+    would get other CIDs, and the restored uploads would point at nothing."""
+    script = (django_settings.BASE_DIR / "scripts" / "backup.sh").read_text()
+    assert f'add_parameters="{urlencode(ADD_PARAMETERS)}"' in script
