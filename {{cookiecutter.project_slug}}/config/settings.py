@@ -100,8 +100,9 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # At collectstatic (in the image build): names with a hash of the content, which WhiteNoise
     # serves as cacheable for ever (immutable), and brotli and gzip copies, so nothing is
-    # compressed per request. Pages need the manifest it writes; tests swap in plain names.
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    # compressed per request (config/static.py: and nothing twice at build). Pages need the
+    # manifest it writes; tests swap in plain names.
+    "staticfiles": {"BACKEND": "config.static.CompressedManifestStorage"},
 {%- if cookiecutter.ipfs == "yes" %}
     # Uploads kept on the project's Kubo node, named by their content's CID (README: Media on
     # IPFS). A node slower than `timeout` seconds fails the upload, cleanly.
