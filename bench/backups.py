@@ -1,7 +1,8 @@
 """Print the backup figures of the default project's production stack: how long `backup now` and
-`backup restore` take, and the backup's size, for a database with 100,000 notes.
+`backup restore` take, and the backup's size, for a database with 100,000 notes and 20 uploads
+of 5 MB on the IPFS node.
 
-    uv run python bench/backups.py [--rows N] [--runs N]
+    uv run python bench/backups.py [--rows N] [--files N] [--file-mb N] [--runs N]
 
 Needs a Docker engine with BuildKit and Compose v2. Everything it creates (a generated project in
 a temporary directory, images, containers, networks, volumes, backups) is removed at the end.
@@ -30,6 +31,8 @@ def summary(seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="notes (default 100,000)")
+    parser.add_argument("--files", type=int, default=20, help="uploads on IPFS (default 20)")
+    parser.add_argument("--file-mb", type=int, default=5, help="size of each (default 5 MB)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each command (default 3)")
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
@@ -54,6 +57,13 @@ def main():
             database = run([*psql, "--tuples-only", "--command",
                             "SELECT pg_size_pretty(pg_database_size('my_project'))"],
                            project, env).stdout.strip()
+            # Uploads through the app's storage: added and pinned on the node.
+            run([*prod, "exec", "-T", "web", "python", "manage.py", "shell", "-c",
+                 "import os; from django.core.files.base import ContentFile; "
+                 "from my_project.models import Upload\n"
+                 f"for n in range({arguments.files}):\n"
+                 f"    Upload(file=ContentFile(os.urandom({arguments.file_mb} * 2**20), "
+                 "name=f'file{n}.bin')).save()"], project, env)
 
             overhead = [timed([*backup, "list"], project, env)[0] for _ in range(arguments.runs)]
             backups, names = [], []
@@ -62,6 +72,8 @@ def main():
                 backups.append(seconds)
                 names.append(re.search(r"^backup (\S+):", result.stdout, re.MULTILINE)[1])
             size = (project / "backups" / names[-1] / "database.dump").stat().st_size
+            files = sum(path.stat().st_size
+                        for path in (project / "backups" / names[-1] / "ipfs").iterdir())
 
             run([*prod, "stop", "web", "backup"], project, env)
             replace = []
@@ -73,7 +85,8 @@ def main():
             fresh = []
             for _ in range(arguments.runs):
                 run([*prod, "down", "--volumes"], project, env)
-                seconds, _ = timed([*backup, "restore"], project, env)
+                seconds, result = timed([*backup, "restore"], project, env)
+                assert f"({arguments.files} added back" in result.stdout, result.stdout
                 fresh.append(seconds)
         finally:
             subprocess.run([*prod, "down", "--volumes", "--remove-orphans", "--rmi", "local"],
@@ -81,11 +94,17 @@ def main():
 
     mb = 1_000_000
     print(f"backups of the default project, {arguments.rows:,} notes "
-          f"(database {database}; {os.cpu_count()} CPUs):")
-    print(f"  backup size (database.dump):      {size / mb:.1f} MB")
-    print(f"  backup now (dump, checksum, read back): {summary(backups)}")
-    print(f"  restore --force (replaces it):    {summary(replace)}")
-    print(f"  restore after down -v:            {summary(fresh)} (starts an empty database)")
+          f"(database {database}) and {arguments.files} uploads of {arguments.file_mb} MB "
+          f"on IPFS ({os.cpu_count()} CPUs):")
+    print(f"  backup size: database.dump {size / mb:.1f} MB, ipfs/ {files / mb:.1f} MB "
+          "(hard links to the previous backup's copies after the first)")
+    print(f"  first backup now (dump, files read from the node and hashed again, checksums, "
+          f"read back): {backups[0]:.2f} s")
+    print(f"  next backups (the files hard-linked): {summary(backups[1:])}")
+    print(f"  restore --force (replaces the database; the node pins the files):"
+          f" {summary(replace)}")
+    print(f"  restore after down -v (an empty database and node; the files added back):"
+          f" {summary(fresh)}")
     print(f"  `run --rm backup list` alone:     {summary(overhead)} (the container's start)")
 
 

@@ -13,7 +13,9 @@ so that load from outside falls on each alike; the figures are medians over roun
 `wrk -t2 -c32` on GET /admin/login/ (a template, a CSRF cookie, no database query), after a
 2-second warm-up, from this machine to 127.0.0.1 only. Straight to gunicorn, requests carry
 `X-Forwarded-Proto: https` as Caddy's do: without it Django answers every one with a cheap
-redirect to HTTPS, and a benchmark measures that instead of the page. Everything it creates is
+redirect to HTTPS, and a benchmark measures that instead of the page. Then, with the shipped
+gunicorn configuration, Caddy itself: the shipped Caddyfile and variants without parts of it,
+each as a ratio to straight-to-gunicorn measured in the same round. Everything it creates is
 removed at the end.
 """
 
@@ -48,6 +50,16 @@ CANDIDATES = {
                               "preload_app = True",
     "3 gthread x 4, preload": "worker_class = 'gthread'\nworkers = 3\nthreads = 4\n"
                               "preload_app = True",
+}
+
+# name: (what it does to the shipped Caddyfile, environment for Caddy), with the shipped gunicorn.
+CADDY_CANDIDATES = {
+    "shipped Caddyfile": (lambda caddyfile: caddyfile, {}),
+    "without the access log": (
+        lambda caddyfile: re.sub(r"\n\tlog \{.*?\n\t\}\n\tlog_append [^\n]*", "", caddyfile,
+                                 flags=re.DOTALL), {}),
+    "without encode": (lambda caddyfile: caddyfile.replace("\tencode zstd gzip\n", ""), {}),
+    "Go GC at 400%": (lambda caddyfile: caddyfile, {"GOGC": "400"}),
 }
 
 
@@ -120,6 +132,30 @@ def candidate_files(project, scratch):
     return files
 
 
+def caddy_files(project, scratch):
+    """{name: compose override that runs Caddy with that Caddyfile and environment}."""
+    shipped, files = (project / "Caddyfile").read_text(), {}
+    for number, (name, (change, environment)) in enumerate(CADDY_CANDIDATES.items()):
+        caddyfile = Path(scratch) / f"Caddyfile-{number}"
+        caddyfile.write_text(change(shipped))
+        assert name == "shipped Caddyfile" or caddyfile.read_text() != shipped or environment, \
+            f"{name}: the Caddyfile has changed, the variant no longer applies"
+        override = Path(scratch) / f"compose-caddy-{number}.yaml"
+        override.write_text(json.dumps({"services": {"caddy": {
+            "volumes": [f"{caddyfile}:/etc/caddy/Caddyfile:ro"], "environment": environment}}}))
+        files[name] = override
+    return files
+
+
+def measure_caddy(stack, override, direct_port, seconds):
+    """Caddy's req/s with this override, and its ratio to gunicorn's straight in this round."""
+    stack("up", "--detach", "--wait", "--no-deps", "caddy", files=[override])
+    direct = wrk(f"http://127.0.0.1:{direct_port}/admin/login/", seconds,
+                 *[f"{name}: {value}" for name, value in PROXIED.items()])
+    caddy = wrk(f"https://localhost:{stack.port('caddy', 443, [override])}/admin/login/", seconds)
+    return {"caddy": caddy, "ratio": caddy["rps"] / direct["rps"]}
+
+
 def measure(stack, override, seconds):
     started = time.perf_counter()
     stack("up", "--detach", "--wait", "--no-deps", "web", files=[override])
@@ -172,6 +208,7 @@ def main():
     parser.add_argument("--up-runs", type=int, default=3, help="cold starts of the whole stack")
     arguments = parser.parse_args()
     results = {name: [] for name in CANDIDATES}
+    caddy_results = {name: [] for name in CADDY_CANDIDATES}
     with tempfile.TemporaryDirectory() as scratch:
         run([sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE), "-o", scratch],
             cwd=scratch)
@@ -190,9 +227,15 @@ def main():
                 stack("down", "--volumes")
             stack("up", "--detach", "--wait")
             probe = probe_cpu_ms(stack)
+            proxies = caddy_files(project, scratch)
             for _ in range(arguments.rounds):
                 for name, override in overrides.items():
                     results[name].append(measure(stack, override, arguments.seconds))
+                stack("up", "--detach", "--wait", "--no-deps", "web", files=[overrides[SHIPPED]])
+                port = stack.port("web", 8000, [overrides[SHIPPED]])
+                for name, override in proxies.items():
+                    caddy_results[name].append(measure_caddy(stack, override, port,
+                                                             arguments.seconds))
         finally:
             stack("down", "--volumes", "--remove-orphans", "--rmi", "local", check=False)
 
@@ -208,8 +251,16 @@ def main():
               f"{max(r['caddy']['errors'] for r in rounds):6d} "
               f"{median(rounds, 'idle'):8.0f} {median(rounds, 'loaded'):10.0f}")
     shipped = results[SHIPPED]
-    print(f"  shipped through Caddy: {median(shipped, 'caddy', 'rps') / median(shipped, 'direct', 'rps'):.2f}"
-          " x straight to gunicorn")
+    ratio = median(shipped, 'caddy', 'rps') / median(shipped, 'direct', 'rps')
+    print(f"  shipped through Caddy: {ratio:.2f} x straight to gunicorn")
+    print("  Caddy, with the shipped gunicorn configuration (ratio: to straight to gunicorn in the "
+          "same round):")
+    for name, rounds in caddy_results.items():
+        ratios = ", ".join(f"{result['ratio']:.2f}" for result in rounds)
+        print(f"    {name:28} {median(rounds, 'caddy', 'rps'):7.0f} req/s, "
+              f"p99 {median(rounds, 'caddy', 'p99'):6.1f} ms, "
+              f"{max(r['caddy']['errors'] for r in rounds)} errors, "
+              f"ratio {median(rounds, 'ratio'):.2f} (rounds: {ratios})")
     print(f"  whole stack up to healthy (warm images): median {statistics.median(up):.1f} s "
           f"(min {min(up):.1f}, max {max(up):.1f}, {len(up)} runs)")
     print(f"  health probe: {probe:.1f} ms of CPU per check")

@@ -230,7 +230,8 @@ restore() {
 {%- if cookiecutter.ipfs == "yes" %}
 
   # The files first, unpinned: the node drops none of them before they are pinned (Kubo
-  # collects garbage only when asked to), and a restore that fails pins nothing.
+  # collects garbage only when asked to, or started with --enable-gc, which the ipfs service
+  # is not), and a restore that fails pins nothing.
   local added
   added=$(add_saved_pins "$root/$name")
 {%- endif %}
