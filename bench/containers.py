@@ -3,10 +3,10 @@ and how long `docker compose up` takes to reach healthy, for dev and prod.
 
     uv run python bench/containers.py [--runs N]
 
-Needs a Docker engine with BuildKit and Compose v2. Everything it creates (a generated project in
-a temporary directory, images, containers, networks, volumes) is removed at the end. The cold
-build uses fresh BuildKit cache mounts, so it includes downloading every locked package; the
-base image is pulled beforehand and not counted.
+Needs a Docker engine with BuildKit, Compose v2 and Buildx. Everything it creates (a generated
+project in a temporary directory, images, containers, networks, volumes, cache mounts) is removed
+at the end. The cold build uses fresh BuildKit cache mounts, so it includes downloading every
+locked package; the base image is pulled beforehand and not counted.
 """
 
 import argparse
@@ -41,6 +41,25 @@ def write_production_env(project, extra=""):
         f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}\nSITE_ADDRESS=localhost\n{extra}")
 
 
+def use_fresh_cache_mounts(dockerfile, run_id):
+    """Give the Dockerfile's cache mounts ids of this run: its cold build downloads everything,
+    as a new machine's would."""
+    dockerfile.write_text(re.sub(r"--mount=type=cache,target=(\S+)",
+                                 lambda m: f"--mount=type=cache,id={run_id}{m[1]},target={m[1]}",
+                                 dockerfile.read_text()))
+
+
+def remove_cache_mounts(run_id):
+    """BuildKit's cache mounts that use_fresh_cache_mounts named for this run."""
+    records = subprocess.run(["docker", "buildx", "du", "--verbose"], text=True,
+                             capture_output=True, check=False).stdout
+    for record in records.split("\n\n"):
+        if f'with id "/{run_id}' in record:
+            identifier = re.search(r"^ID:\s+(\S+)", record, re.M)[1]
+            subprocess.run(["docker", "builder", "prune", "--force", "--filter",
+                            f"id={identifier}"], capture_output=True, check=False)
+
+
 def timed(command, cwd, env=None):
     started = time.perf_counter()
     result = run(command, cwd, env)
@@ -64,12 +83,7 @@ def main():
         run([sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE), "-o", scratch],
             cwd=scratch)
         project = Path(scratch) / "my_project"
-        # Fresh cache mounts for this run: the cold build downloads everything, as a new
-        # machine would.
-        dockerfile = project / "Dockerfile"
-        dockerfile.write_text(re.sub(r"--mount=type=cache,target=(\S+)",
-                                     lambda m: f"--mount=type=cache,id={RUN}{m[1]},target={m[1]}",
-                                     dockerfile.read_text()))
+        use_fresh_cache_mounts(project / "Dockerfile", RUN)
         env = dict(os.environ) | {"WEB_PORT": "0", "HTTP_PORT": "0", "HTTPS_PORT": "0",
                                   "HOST_UID": str(os.getuid()),
                                   "HOST_GID": str(os.getgid())}
@@ -107,6 +121,7 @@ def main():
                 subprocess.run([*compose, "down", "--volumes", "--remove-orphans", "--rmi",
                                 "local"], cwd=project, env=env, capture_output=True, check=False)
             subprocess.run(["docker", "rmi", "--force", tag], capture_output=True, check=False)
+            remove_cache_mounts(RUN)
 
     mb = 1_000_000
     print("containers of the default project (Docker "
