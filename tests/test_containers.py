@@ -532,13 +532,27 @@ def navigate(page, steps, attempts=10):
             # (a TLS handshake cut: ERR_SSL_PROTOCOL_ERROR), or by the error page or the late
             # answer of the dropped try that interrupted this one's navigation.
             dropped = any(sign in str(error) for sign in (
-                NETWORK_CHANGED, "net::ERR_", "chrome-error://", "interrupted by another navigation"))
+                NETWORK_CHANGED, "net::ERR_", "chrome-error://",
+                "interrupted by another navigation"))
             if dropped and attempt < attempts:
                 continue
             raise
         if not page.url.startswith("chrome-error://") or attempt == attempts:
             return result
     return None
+
+
+def sign_in(page, url, username, password):
+    """Signed out, a page that needs a user sends you to the sign-in form, and back to it after."""
+
+    def through_the_form():
+        page.goto(url)
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(password)
+        submit(page, "Sign in")
+
+    navigate(page, through_the_form)
+    expect(page).to_have_url(url)
 
 
 def submit(page, button):
@@ -587,14 +601,7 @@ def test_the_pages_pass_in_a_real_browser(prod, tmp_path):
                            ("/accounts/password_reset/", "password-reset")]:
             visit(path, name)
 
-        def sign_in():  # signed out, the form sends you to sign in, and back after it
-            page.goto(f"{base}/notes/new/")
-            page.get_by_label("Username").fill("ada")
-            page.get_by_label("Password").fill(password)
-            submit(page, "Sign in")
-
-        navigate(page, sign_in)
-        expect(page).to_have_url(f"{base}/notes/new/")
+        sign_in(page, f"{base}/notes/new/", "ada", password)
         visit("/notes/new/", "note-form")
 
         def write_note():

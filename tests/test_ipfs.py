@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import expect
 
 from test_containers import (Project, assert_page_passes, browser_page, caddy_trust, docker,
-                             eventually, navigate, running, submit, with_ipfs)
+                             eventually, navigate, running, sign_in, submit, with_ipfs)
 
 # On the worker that builds the default project's images for test_containers.py: the builds
 # here are then all cache hits.
@@ -163,15 +163,7 @@ def test_the_upload_pages_pass_in_a_real_browser(project):
         base = f"https://localhost:{prod.port('caddy', 443)}"
         eventually(lambda: httpx.get(f"{base}/healthz", verify=caddy_trust(prod)).is_success)
         with browser_page() as (page, problems):
-
-            def sign_in():  # signed out, the form sends you to sign in, and back after it
-                page.goto(f"{base}/uploads/new/")
-                page.get_by_label("Username").fill("member")
-                page.get_by_label("Password").fill(PASSWORD)
-                submit(page, "Sign in")
-
-            navigate(page, sign_in)
-            expect(page).to_have_url(f"{base}/uploads/new/")
+            sign_in(page, f"{base}/uploads/new/", "member", PASSWORD)
             assert_page_passes(page)
 
             def upload_a_file():
