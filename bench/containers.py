@@ -101,7 +101,8 @@ def main():
             views = project / "my_project" / "views.py"
             rebuilds = []
             for number in range(runs):
-                views.write_text(views.read_text() + f"# a one-line change ({number})\n")
+                # Unique to this run: BuildKit would take a context seen before from its cache.
+                views.write_text(views.read_text() + f"# a one-line change ({RUN}, {number})\n")
                 seconds, result = timed(build, project, env)
                 rebuilds.append(seconds)
             dev_build, _ = timed([*dev, "build"], project, env)

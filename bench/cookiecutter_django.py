@@ -21,7 +21,11 @@ Shipshape's compose.prod.yaml web service with what it depends on. Each round re
 web container (the two apps in turn, first one then the other), waits for the first answer to
 GET of the admin login page, which must be a 200 (with `X-Forwarded-Proto: https`, as the
 proxy sends: otherwise Django answers a cheap redirect), lets it settle 3 s, reads its memory,
-loads it with `wrk -t2 -c32` on that page (after a 2-second warm-up) and reads its memory again.
+loads it with `wrk -t2 -c32` on that page (after a 2-second warm-up) and reads its memory again
+and the CPU time it used (its cgroup's), then times the same page in-process: the project's WSGI
+application called in a loop inside the container, which is Django's share of each request
+without the server (the two apps render the same admin template, so this share is the floor no
+server configuration moves).
 The figures are medians over rounds. Ports are published on 127.0.0.1 only. Everything it
 creates (projects, containers, volumes, networks, images, cache mounts) is removed at the end.
 """
@@ -47,6 +51,31 @@ TEMPLATE = Path(__file__).resolve().parent.parent
 RUN = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
 PROXIED = {"X-Forwarded-Proto": "https"}  # what the reverse proxy tells gunicorn
 BASE_IMAGES = ["python:3.13-slim", "postgres:17", "redis:8"]
+# Run in the web container (both projects have config/wsgi.py): 300 warm-up requests, then the
+# median CPU milliseconds per request of 5 batches of 200, and the status code.
+IN_PROCESS = """
+import io, statistics, sys, time
+sys.path.insert(0, ".")
+from config.wsgi import application
+statuses = set()
+def get():
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": sys.argv[1], "QUERY_STRING": "",
+               "SERVER_NAME": "localhost", "SERVER_PORT": "80", "HTTP_HOST": "localhost",
+               "HTTP_X_FORWARDED_PROTO": "https", "SERVER_PROTOCOL": "HTTP/1.1",
+               "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr}
+    body = application(environ, lambda status, headers, exc_info=None: statuses.add(status[:3]))
+    b"".join(body)
+    body.close()
+for _ in range(300):
+    get()
+batches = []
+for _ in range(5):
+    started = time.process_time()
+    for _ in range(200):
+        get()
+    batches.append((time.process_time() - started) * 1000 / 200)
+print(statistics.median(batches), *statuses)
+"""
 # The image cookiecutter-django's post-generation hook builds to run `uv add` in, and keeps.
 HOOK_IMAGE = "cookiecutter-django-uv-runner:latest"
 
@@ -93,6 +122,15 @@ OPERATOR_SETTINGS = {
     "MAILGUN_API_KEY": ("placeholder-not-a-key", "empty upstream; nothing is mailed"),
     "MAILGUN_DOMAIN": ("mail.invalid", "empty upstream; nothing is mailed"),
 }
+
+
+def cpu_seconds(container):
+    """CPU time the container's processes have used, from its cgroup (v2, or v1's cpuacct)."""
+    usage = run(["docker", "exec", container, "sh", "-c", "cat /sys/fs/cgroup/cpu.stat "
+                 "2>/dev/null || cat /sys/fs/cgroup/cpuacct/cpuacct.usage"], ".").stdout
+    if match := re.search(r"^usage_usec (\d+)$", usage, re.M):
+        return int(match[1]) / 1e6
+    return int(usage) / 1e9
 
 
 def edit(path, old, new):
@@ -157,9 +195,24 @@ class App:
         time.sleep(3)  # idle: the workers have started and settled
         idle = memory_mib(container)
         processes = len(run(["docker", "top", container], ".").stdout.splitlines()) - 1
+        cpu_before = cpu_seconds(container)
         load = wrk(self.url, seconds, *[f"{name}: {value}" for name, value in PROXIED.items()])
+        cpu = cpu_seconds(container) - cpu_before
         return {"ready": ready, "idle": idle, "loaded": memory_mib(container),
-                "processes": processes, **load}
+                "processes": processes, **load,
+                # wrk() loads for `seconds` after a 2-second warm-up, both at about this rate.
+                "cpu_ms": cpu * 1000 / (load["rps"] * (seconds + 2)),
+                "django_ms": self.django_ms(container)}
+
+    def django_ms(self, container):
+        """CPU milliseconds per GET of the page inside the web container, by the project's own
+        WSGI application called in one process: Django's share of a request, without gunicorn,
+        sockets or the load generator."""
+        output = run(["docker", "exec", container, "python", "-c", IN_PROCESS, self.path],
+                     ".").stdout.split()
+        if output[1:] != ["200"]:
+            sys.exit(f"{self.name}: in-process GET {self.path} answered {output[1:]}")
+        return float(output[0])
 
     def remove(self):
         self("down", "--volumes", "--remove-orphans", check=False)
@@ -277,6 +330,9 @@ def report(apps, builds, rounds, upstream_images, arguments):
         ("requests/s", ".0f", {a.name: median(a, "rps") for a in apps}),
         ("p50 latency (ms)", ".1f", {a.name: median(a, "p50") for a in apps}),
         ("p99 latency (ms)", ".1f", {a.name: median(a, "p99") for a in apps}),
+        ("CPU per request under load (ms)", ".2f", {a.name: median(a, "cpu_ms") for a in apps}),
+        ("Django alone, CPU per request (ms)", ".2f",
+         {a.name: median(a, "django_ms") for a in apps}),
         ("errors (most in a round)", ".0f",
          {a.name: max(r["errors"] for r in rounds[a.name]) for a in apps}),
     ]
@@ -289,6 +345,11 @@ def report(apps, builds, rounds, upstream_images, arguments):
         ratio = f"{figures[ours] / figures[theirs]:6.2f}" if figures[theirs] else ""
         print(f"  {label:38} {figures[ours]:>10{spec}} {figures[theirs]:>20{spec}} {ratio:>6}")
     print("  ratio: Shipshape / cookiecutter-django")
+    paired = [mine["rps"] / other["rps"] for mine, other in zip(rounds[ours], rounds[theirs])]
+    print(f"  requests/s ratio within each round: {' '.join(f'{r:.2f}' for r in paired)}")
+    print("  CPU per request under load: the web container's CPU time (gunicorn and Django) over "
+          "the requests served; Django alone: the project's WSGI application called in a loop "
+          "inside the container, without gunicorn")
     print(f"cookiecutter-django ({arguments.template}), as upstream except:")
     for name, (value, why) in ANSWERS.items():
         print(f"  answer {name}={value}: {why}")
