@@ -778,6 +778,33 @@ def test_stopping_web_loses_no_request_it_accepted(prod):
     assert "WORKER TIMEOUT" not in logs and "Shutting down: Master" in logs
 
 
+def test_caddy_holds_a_request_until_web_answers(prod):
+    """Caddy starts beside web rather than after its health check (compose.prod.yaml), so a
+    request that comes while gunicorn is not listening yet, or while web restarts, waits for it
+    (the Caddyfile's lb_try_duration) instead of failing."""
+    port, trust = prod.port("caddy", 443), caddy_trust(prod)
+    web = prod.inspect("web")["Id"]
+    docker("stop", web)
+    answers = []
+
+    def request():
+        try:
+            answers.append(fetch(port, "/healthz", tls=trust, timeout=30)[:3:2])
+        except (OSError, http.client.HTTPException) as error:
+            answers.append(repr(error))
+
+    waiting = threading.Thread(target=request)
+    waiting.start()
+    try:
+        time.sleep(0.5)  # the request has reached Caddy, which finds no web container
+        assert not answers
+        assert prod.inspect("web")["State"]["Running"] is False
+        docker("start", web)
+    finally:
+        waiting.join(timeout=60)
+    assert answers == [(200, "ok\n")]
+
+
 # --- dev/prod parity and production hardening, read from the files ---
 
 INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
@@ -850,8 +877,9 @@ def test_prod_compose_is_hardened(project):
         assert service["restart"] == ("no" if name == "migrate" else "unless-stopped"), name
         assert "ports" not in service or name in ("caddy", "ipfs"), name  # ipfs: its swarm
         for dependency, condition in service.get("depends_on", {}).items():
-            expected = "service_completed_successfully" if dependency == "migrate" \
-                else "service_healthy"
+            expected = {"migrate": "service_completed_successfully",
+                        # Caddy holds requests until web answers (test below): it starts beside it.
+                        "web": "service_started"}.get(dependency, "service_healthy")
             assert condition == {"condition": expected}, (name, dependency)
     assert services["web"]["depends_on"]["migrate"]
     # Docker waits longer than gunicorn's graceful stop: in-flight requests are never SIGKILLed.
