@@ -45,7 +45,7 @@ from pathlib import Path
 
 import yaml
 from containers import remove_cache_mounts, use_fresh_cache_mounts, write_production_env
-from serving import memory_mib, run, wrk
+from serving import memory_mib, run, wrk_with_cpu
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 RUN = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
@@ -124,15 +124,6 @@ OPERATOR_SETTINGS = {
 }
 
 
-def cpu_seconds(container):
-    """CPU time the container's processes have used, from its cgroup (v2, or v1's cpuacct)."""
-    usage = run(["docker", "exec", container, "sh", "-c", "cat /sys/fs/cgroup/cpu.stat "
-                 "2>/dev/null || cat /sys/fs/cgroup/cpuacct/cpuacct.usage"], ".").stdout
-    if match := re.search(r"^usage_usec (\d+)$", usage, re.M):
-        return int(match[1]) / 1e6
-    return int(usage) / 1e9
-
-
 def edit(path, old, new):
     text = path.read_text()
     if old not in text:
@@ -195,13 +186,10 @@ class App:
         time.sleep(3)  # idle: the workers have started and settled
         idle = memory_mib(container)
         processes = len(run(["docker", "top", container], ".").stdout.splitlines()) - 1
-        cpu_before = cpu_seconds(container)
-        load = wrk(self.url, seconds, *[f"{name}: {value}" for name, value in PROXIED.items()])
-        cpu = cpu_seconds(container) - cpu_before
+        load, cpu = wrk_with_cpu(self.url, seconds, [container],
+                                 *[f"{name}: {value}" for name, value in PROXIED.items()])
         return {"ready": ready, "idle": idle, "loaded": memory_mib(container),
-                "processes": processes, **load,
-                # wrk() loads for `seconds` after a 2-second warm-up, both at about this rate.
-                "cpu_ms": cpu * 1000 / (load["rps"] * (seconds + 2)),
+                "processes": processes, **load, "cpu_ms": cpu[container],
                 "django_ms": self.django_ms(container)}
 
     def django_ms(self, container):

@@ -15,8 +15,10 @@ so that load from outside falls on each alike; the figures are medians over roun
 `X-Forwarded-Proto: https` as Caddy's do: without it Django answers every one with a cheap
 redirect to HTTPS, and a benchmark measures that instead of the page. Then, with the shipped
 gunicorn configuration, Caddy itself: the shipped Caddyfile and variants without parts of it,
-each as a ratio to straight-to-gunicorn measured in the same round. Everything it creates is
-removed at the end.
+each as a ratio to straight-to-gunicorn measured in the same round, in requests per second and
+in the CPU time the web and Caddy containers spend per request (their cgroups'): wrk shares the
+CPUs here, so the second ratio is the one that holds when the clients are elsewhere. Everything
+it creates is removed at the end.
 """
 
 import argparse
@@ -79,6 +81,25 @@ def memory_mib(container):
     number, unit = re.fullmatch(r"([\d.]+)\s*([KMG]i?B)", usage).groups()
     return float(number) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024, "kB": 1 / 1024,
                             "MB": 1, "GB": 1024}[unit]
+
+
+def cpu_seconds(container):
+    """CPU time the container's processes have used, from its cgroup (v2, or v1's cpuacct)."""
+    usage = run(["docker", "exec", container, "sh", "-c", "cat /sys/fs/cgroup/cpu.stat "
+                 "2>/dev/null || cat /sys/fs/cgroup/cpuacct/cpuacct.usage"], ".").stdout
+    if match := re.search(r"^usage_usec (\d+)$", usage, re.M):
+        return int(match[1]) / 1e6
+    return int(usage) / 1e9
+
+
+def wrk_with_cpu(url, seconds, containers, *headers):
+    """wrk(), and the CPU milliseconds per request the containers used meanwhile (wrk() loads
+    for `seconds` after a 2-second warm-up, both at about the measured rate): {container: ms}."""
+    before = {container: cpu_seconds(container) for container in containers}
+    load = wrk(url, seconds, *headers)
+    requests = load["rps"] * (seconds + 2)
+    return load, {container: (cpu_seconds(container) - before[container]) * 1000 / requests
+                  for container in containers}
 
 
 def wrk(url, seconds, *headers):
@@ -148,12 +169,20 @@ def caddy_files(project, scratch):
 
 
 def measure_caddy(stack, override, direct_port, seconds):
-    """Caddy's req/s with this override, and its ratio to gunicorn's straight in this round."""
+    """Caddy's req/s with this override, and its ratio to gunicorn's straight in this round;
+    and the same ratio in the servers' CPU per request (gunicorn's straight, over gunicorn's
+    and Caddy's through Caddy), which leaves out the load generator on the same CPUs."""
     stack("up", "--detach", "--wait", "--no-deps", "caddy", files=[override])
-    direct = wrk(f"http://127.0.0.1:{direct_port}/admin/login/", seconds,
-                 *[f"{name}: {value}" for name, value in PROXIED.items()])
-    caddy = wrk(f"https://localhost:{stack.port('caddy', 443, [override])}/admin/login/", seconds)
-    return {"caddy": caddy, "ratio": caddy["rps"] / direct["rps"]}
+    web, caddy = stack.container("web", files=[override]), stack.container("caddy", [override])
+    direct, direct_cpu = wrk_with_cpu(f"http://127.0.0.1:{direct_port}/admin/login/", seconds,
+                                      [web], *[f"{name}: {value}" for name, value in
+                                               PROXIED.items()])
+    proxied, proxied_cpu = wrk_with_cpu(
+        f"https://localhost:{stack.port('caddy', 443, [override])}/admin/login/", seconds,
+        [web, caddy])
+    return {"caddy": proxied, "ratio": proxied["rps"] / direct["rps"],
+            "gunicorn_ms": proxied_cpu[web], "caddy_ms": proxied_cpu[caddy],
+            "cpu_ratio": direct_cpu[web] / (proxied_cpu[web] + proxied_cpu[caddy])}
 
 
 def measure(stack, override, seconds):
@@ -260,7 +289,11 @@ def main():
         print(f"    {name:28} {median(rounds, 'caddy', 'rps'):7.0f} req/s, "
               f"p99 {median(rounds, 'caddy', 'p99'):6.1f} ms, "
               f"{max(r['caddy']['errors'] for r in rounds)} errors, "
-              f"ratio {median(rounds, 'ratio'):.2f} (rounds: {ratios})")
+              f"ratio {median(rounds, 'ratio'):.2f} (rounds: {ratios}); CPU per request "
+              f"gunicorn {median(rounds, 'gunicorn_ms'):.2f} ms + Caddy "
+              f"{median(rounds, 'caddy_ms'):.2f} ms, ratio {median(rounds, 'cpu_ratio'):.2f}")
+    print("    CPU ratio: gunicorn's CPU per request straight over gunicorn's and Caddy's through "
+          "Caddy (the capacity ratio when the clients are elsewhere)")
     print(f"  whole stack up to healthy (warm images): median {statistics.median(up):.1f} s "
           f"(min {min(up):.1f}, max {max(up):.1f}, {len(up)} runs)")
     print(f"  health probe: {probe:.1f} ms of CPU per check")
