@@ -243,7 +243,9 @@ def main():
             cwd=scratch)
         project = Path(scratch) / "my_project"
         write_production_env(project)
-        env = dict(os.environ) | {"HTTP_PORT": "0", "HTTPS_PORT": "0"}
+        # The backup service writes ./backups as HOST_UID: the owner of this run's files.
+        env = dict(os.environ) | {"HTTP_PORT": "0", "HTTPS_PORT": "0",
+                                  "HOST_UID": str(os.getuid()), "HOST_GID": str(os.getgid())}
         stack = Stack(project, env)
         overrides = candidate_files(project, scratch)
         try:
