@@ -45,11 +45,10 @@ from pathlib import Path
 
 import yaml
 from containers import remove_cache_mounts, use_fresh_cache_mounts, write_production_env
-from serving import memory_mib, run, wrk_with_cpu
+from serving import PROXIED, memory_mib, run, wrk_with_cpu
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 RUN = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
-PROXIED = {"X-Forwarded-Proto": "https"}  # what the reverse proxy tells gunicorn
 BASE_IMAGES = ["python:3.13-slim", "postgres:17", "redis:8"]
 # Run in the web container (both projects have config/wsgi.py): 300 warm-up requests, then the
 # median CPU milliseconds per request of 5 batches of 200, and the status code.

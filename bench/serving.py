@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from containers import write_production_env  # bench/containers.py, beside this script
+from containers import spread, write_production_env  # bench/containers.py, beside this
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 RUN = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
@@ -296,8 +296,7 @@ def main():
               f"{median(rounds, 'caddy_ms'):.2f} ms, ratio {median(rounds, 'cpu_ratio'):.2f}")
     print("    CPU ratio: gunicorn's CPU per request straight over gunicorn's and Caddy's through "
           "Caddy (the capacity ratio when the clients are elsewhere)")
-    print(f"  whole stack up to healthy (warm images): median {statistics.median(up):.1f} s "
-          f"(min {min(up):.1f}, max {max(up):.1f}, {len(up)} runs)")
+    print(f"  whole stack up to healthy (warm images): {spread(up)}")
     print(f"  health probe: {probe:.1f} ms of CPU per check")
 
 

@@ -707,6 +707,14 @@ def established_connections_to_gunicorn(stack):
                and row.split()[3] == "01" and not row.split()[2].startswith("0100007F"))
 
 
+def answer(port, path, tls, timeout):
+    """(status, body) of GET path over HTTPS, or the error that stopped it, as its repr."""
+    try:
+        return fetch(port, path, tls=tls, timeout=timeout)[:3:2]
+    except (OSError, http.client.HTTPException) as error:
+        return repr(error)
+
+
 def hold_database(stack):
     """Make the web service's next queries wait: end its database sessions (Django reconnects
     on the next query), then stop the postmaster, so that new connections wait unanswered.
@@ -734,14 +742,9 @@ def test_stopping_web_loses_no_request_it_accepted(prod):
             except (OSError, http.client.HTTPException) as error:
                 stream.append(repr(error))
 
-    def slow_request():
-        try:
-            in_flight.append(fetch(port, "/readyz", tls=trust, timeout=60)[:3:2])
-        except (OSError, http.client.HTTPException) as error:
-            in_flight.append(repr(error))
-
     streamer = threading.Thread(target=keep_requesting)
-    slow = [threading.Thread(target=slow_request) for _ in range(3)]
+    slow = [threading.Thread(target=lambda: in_flight.append(answer(port, "/readyz", trust, 60)))
+            for _ in range(3)]
     streamer.start()
     try:
         eventually(lambda: stream.count(200) >= 3, timeout=30)
@@ -786,14 +789,7 @@ def test_caddy_holds_a_request_until_web_answers(prod):
     web = prod.inspect("web")["Id"]
     docker("stop", web)
     answers = []
-
-    def request():
-        try:
-            answers.append(fetch(port, "/healthz", tls=trust, timeout=30)[:3:2])
-        except (OSError, http.client.HTTPException) as error:
-            answers.append(repr(error))
-
-    waiting = threading.Thread(target=request)
+    waiting = threading.Thread(target=lambda: answers.append(answer(port, "/healthz", trust, 30)))
     waiting.start()
     try:
         time.sleep(0.5)  # the request has reached Caddy, which finds no web container
