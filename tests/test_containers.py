@@ -497,13 +497,18 @@ def chromium():
 # navigation in flight with this error, which says nothing about the site.
 NETWORK_CHANGED = "ERR_NETWORK_CHANGED"
 
+# Docker picks a published port for IPv4 and one for IPv6 separately, and they can differ
+# (moby/moby#42442): `compose port` names the IPv4 one, while Chromium tries localhost's ::1
+# first and may reach another stack's container there. So Chromium's localhost is 127.0.0.1.
+LOCALHOST_IS_IPV4 = "--host-resolver-rules=MAP localhost 127.0.0.1"
+
 
 @contextmanager
 def browser_page():
     """A Chromium page (Playwright driving the installed browser) and the console errors it
     logs; a Content-Security-Policy violation is one."""
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium())
+        browser = playwright.chromium.launch(executable_path=chromium(), args=[LOCALHOST_IS_IPV4])
         # Caddy's certificate for localhost comes from its own CA; TLS is checked elsewhere.
         page = browser.new_page(ignore_https_errors=True, viewport={"width": 1024, "height": 768})
         errors = []
