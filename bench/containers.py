@@ -22,6 +22,10 @@ from pathlib import Path
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 RUN = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
+# The production stack's published ports, each picked by Docker, on 127.0.0.1 only: Docker picks
+# the IPv6 port apart from the IPv4 one and they can differ (moby/moby#42442), while wrk and httpx
+# may try localhost's ::1 first and reach another stack's container there.
+LOOPBACK_PORTS = dict.fromkeys(("HTTP_PORT", "HTTPS_PORT", "IPFS_SWARM_PORT"), "127.0.0.1:")
 
 
 def run(command, cwd, env=None):

@@ -44,7 +44,8 @@ import time
 from pathlib import Path
 
 import yaml
-from containers import remove_cache_mounts, use_fresh_cache_mounts, write_production_env
+from containers import (LOOPBACK_PORTS, remove_cache_mounts, use_fresh_cache_mounts,
+                        write_production_env)
 from serving import PROXIED, memory_mib, run, wrk_with_cpu
 
 TEMPLATE = Path(__file__).resolve().parent.parent
@@ -219,8 +220,7 @@ def shipshape(scratch):
         "migrate": {"image": image},
     }}))
     # The IPFS node's swarm port on 127.0.0.1 only (Caddy, whose ports are alike, is not started).
-    env = dict(os.environ) | dict.fromkeys(("IPFS_SWARM_PORT", "HTTP_PORT", "HTTPS_PORT"),
-                                           "127.0.0.1:")
+    env = dict(os.environ) | LOOPBACK_PORTS
     return App("Shipshape", "shipshape", project, "compose.prod.yaml", "web", 8000,
                "/admin/login/", [image], env)
 

@@ -31,7 +31,8 @@ def main():
         files = [path for path in project.rglob("*") if path.is_file()]
         lines = sum(len(path.read_text().splitlines()) for path in files)
         lock_lines = len((project / "uv.lock").read_text().splitlines())
-    print(f"generation of the default project, {runs} runs (cookiecutter CLI, process start included):")
+    print(f"generation of the default project, {runs} runs "
+          "(cookiecutter CLI, process start included):")
     print(f"  median {statistics.median(seconds):.2f} s, min {min(seconds):.2f} s, "
           f"max {max(seconds):.2f} s")
     print(f"default project: {len(files)} files, {lines} lines "

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from containers import run, write_production_env  # bench/containers.py, beside this
+# bench/containers.py, beside this
+from containers import LOOPBACK_PORTS, run, write_production_env
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 RUN = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
@@ -56,7 +57,8 @@ print(json.dumps(times))
 
 def figures(label, size, seconds):
     median = statistics.median(seconds)
-    return f"{label:>6}: {median * 1000:9.1f} ms, {size / median / 1e6:8.3g} MB/s (median of {len(seconds)})"
+    return (f"{label:>6}: {median * 1000:9.1f} ms, {size / median / 1e6:8.3g} MB/s "
+            f"(median of {len(seconds)})")
 
 
 def main():
@@ -69,8 +71,8 @@ def main():
         project = Path(scratch) / "my_project"
         write_production_env(project, "IPFS_MAX_UPLOAD_SIZE=60000000\n")
         owner = project.stat()  # the backup service writes to backups/ as HOST_UID
-        env = os.environ | {"HTTP_PORT": "0", "HTTPS_PORT": "0", "IPFS_SWARM_PORT": "0",
-                            "HOST_UID": str(owner.st_uid), "HOST_GID": str(owner.st_gid)}
+        env = os.environ | LOOPBACK_PORTS | {"HOST_UID": str(owner.st_uid),
+                                             "HOST_GID": str(owner.st_gid)}
         compose = ["docker", "compose", "-p", RUN, "-f", "compose.prod.yaml"]
         try:
             run([*compose, "up", "--detach", "--wait", "--build"], project, env)
@@ -85,8 +87,9 @@ def main():
             client = httpx.Client(base_url=base, verify=ssl.create_default_context(cadata=root),
                                   headers={"Referer": f"{base}/"}, timeout=300)
             client.get("/accounts/login/")
-            client.post("/accounts/login/", data={"username": "bench", "password": PASSWORD,
-                                                  "csrfmiddlewaretoken": client.cookies["csrftoken"]})
+            client.post("/accounts/login/", data={
+                "username": "bench", "password": PASSWORD,
+                "csrfmiddlewaretoken": client.cookies["csrftoken"]})
             print(f"Uploads through the page (HTTPS, Caddy, gunicorn, Kubo), {runs} of each size:")
             links = {}
             for label, size in SIZES.items():

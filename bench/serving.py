@@ -34,7 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from containers import spread, write_production_env  # bench/containers.py, beside this
+# bench/containers.py, beside this
+from containers import LOOPBACK_PORTS, spread, write_production_env
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 RUN = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
@@ -244,8 +245,8 @@ def main():
         project = Path(scratch) / "my_project"
         write_production_env(project)
         # The backup service writes ./backups as HOST_UID: the owner of this run's files.
-        env = dict(os.environ) | {"HTTP_PORT": "0", "HTTPS_PORT": "0",
-                                  "HOST_UID": str(os.getuid()), "HOST_GID": str(os.getgid())}
+        env = dict(os.environ) | LOOPBACK_PORTS | {"HOST_UID": str(os.getuid()),
+                                                   "HOST_GID": str(os.getgid())}
         stack = Stack(project, env)
         overrides = candidate_files(project, scratch)
         try:
