@@ -50,7 +50,7 @@ def create_member(stack):
 
 def over_ipv4(verify=True):
     """A transport that reaches localhost at 127.0.0.1 only: Docker's published port for ::1 can
-    differ from the one `compose port` names (see LOCALHOST_IS_IPV4)."""
+    differ from the one `compose port` names (see LOCALHOST_IS_IPV4 in test_containers.py)."""
     return httpx.HTTPTransport(local_address="127.0.0.1", verify=verify)
 
 
