@@ -4,7 +4,8 @@ stacks on a real Docker engine, and hold them to what the README promises.
 Each project is generated twice (a development copy and a production copy) and built once per
 target; every test that starts a stack tears it down again (containers, networks, volumes), even
 when it fails, and the images go when the project's tests are done. Compose project names are
-unique per run and every published port is picked by Docker, so parallel workers never collide.
+unique per run and every published port is picked by Docker, on 127.0.0.1 only, so parallel
+workers never collide.
 """
 
 import http.client
@@ -161,9 +162,14 @@ class Project:
         (prod_path / ".env").write_text("".join(f"{name}={value}\n"
                                                 for name, value in self.prod_values.items()))
         name = f"shipshape-{self.slug.replace('_', '-')}-{RUN}"
-        env = tool_environment() | {"HOST_UID": str(HOST_UID), "HOST_GID": str(HOST_GID), "WEB_PORT": "0",
-                                    "HTTP_PORT": "0", "HTTPS_PORT": "0", "IPFS_GATEWAY_PORT": "0",
-                                    "IPFS_SWARM_PORT": "0"}
+        # Every published port picked by Docker, on 127.0.0.1 only (dev's are already): Docker
+        # picks a port for IPv4 and one for IPv6 separately, and they can differ
+        # (moby/moby#42442); `compose port` names the IPv4 one, and a client of
+        # https://localhost that tries ::1 first (Chromium does) would reach another stack there.
+        env = tool_environment() | {
+            "HOST_UID": str(HOST_UID), "HOST_GID": str(HOST_GID), "WEB_PORT": "0",
+            "IPFS_GATEWAY_PORT": "0",
+        } | dict.fromkeys(("HTTP_PORT", "HTTPS_PORT", "IPFS_SWARM_PORT"), "127.0.0.1:")
         self.dev = Stack(dev_path, f"{name}-dev", ["compose.yaml"], env)
         self.prod = Stack(prod_path, f"{name}-prod", ["compose.prod.yaml"], env)
         self.dev_values = read_env_file(dev_path / ".env")
@@ -497,18 +503,13 @@ def chromium():
 # navigation in flight with this error, which says nothing about the site.
 NETWORK_CHANGED = "ERR_NETWORK_CHANGED"
 
-# Docker picks a published port for IPv4 and one for IPv6 separately, and they can differ
-# (moby/moby#42442): `compose port` names the IPv4 one, while Chromium tries localhost's ::1
-# first and may reach another stack's container there. So Chromium's localhost is 127.0.0.1.
-LOCALHOST_IS_IPV4 = "--host-resolver-rules=MAP localhost 127.0.0.1"
-
 
 @contextmanager
 def browser_page():
     """A Chromium page (Playwright driving the installed browser) and the console errors it
     logs; a Content-Security-Policy violation is one."""
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium(), args=[LOCALHOST_IS_IPV4])
+        browser = playwright.chromium.launch(executable_path=chromium())
         # Caddy's certificate for localhost comes from its own CA; TLS is checked elsewhere.
         page = browser.new_page(ignore_https_errors=True, viewport={"width": 1024, "height": 768})
         errors = []

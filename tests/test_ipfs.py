@@ -48,16 +48,10 @@ def create_member(stack):
                f"get_user_model().objects.create_user('member', password={PASSWORD!r})")
 
 
-def over_ipv4(verify=True):
-    """A transport that reaches localhost at 127.0.0.1 only: Docker's published port for ::1 can
-    differ from the one `compose port` names (see LOCALHOST_IS_IPV4 in test_containers.py)."""
-    return httpx.HTTPTransport(local_address="127.0.0.1", verify=verify)
-
-
-def signed_in(base_url, verify=True):
+def signed_in(base_url, **options):
     """An HTTP client with the site's cookies, signed in as `member` through the sign-in form."""
     client = httpx.Client(base_url=base_url, headers={"Referer": f"{base_url}/"}, timeout=60,
-                          transport=over_ipv4(verify))
+                          **options)
     client.get("/accounts/login/").raise_for_status()
     response = client.post("/accounts/login/", data={
         "username": "member", "password": PASSWORD,
@@ -167,8 +161,7 @@ def test_the_upload_pages_pass_in_a_real_browser(project):
     with running(project.prod) as prod:
         create_member(prod)
         base = f"https://localhost:{prod.port('caddy', 443)}"
-        with httpx.Client(transport=over_ipv4(caddy_trust(prod))) as client:
-            eventually(lambda: client.get(f"{base}/healthz").is_success)
+        eventually(lambda: httpx.get(f"{base}/healthz", verify=caddy_trust(prod)).is_success)
         with browser_page() as (page, problems):
             sign_in(page, f"{base}/uploads/new/", "member", PASSWORD)
             assert_page_passes(page)
