@@ -8,6 +8,7 @@ unique per run and every published port is picked by Docker, on 127.0.0.1 only, 
 workers never collide.
 """
 
+import fcntl
 import http.client
 import json
 import os
@@ -17,6 +18,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 import tomllib
@@ -53,6 +55,12 @@ CAPABILITY_BITS = {"CHOWN": 0, "DAC_READ_SEARCH": 2, "FOWNER": 3, "SETGID": 6, "
 PROD_CAPABILITIES = {"db": {"CHOWN", "DAC_READ_SEARCH", "FOWNER", "SETGID", "SETUID"},
                      "migrate": set(), "web": set(), "caddy": {"NET_BIND_SERVICE"},
                      "backup": set(), "ipfs": set()}
+# Containers that exist while the engine enters or leaves Swarm mode can no longer resolve
+# their compose network's names ("failed to resolve host 'db'": moby/moby#45144, and #51491 for
+# the whole time in Swarm mode on Engine 29). So a stack holds this lock shared from its first
+# `up` or `run` to its `down`, and test_swarm.py holds it exclusively while in Swarm mode.
+ENGINE_LOCK = Path(tempfile.gettempdir()) / "shipshape-docker-engine.lock"
+CREATE_CONTAINERS = {"up", "run", "create"}
 # The admin's stylesheet as pages name it in production: with the hash of its content.
 HASHED_STYLESHEET = re.compile(r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"')
 
@@ -84,8 +92,14 @@ class Stack:
 
     def __init__(self, path, name, files, env):
         self.path, self.name, self.files, self.env = path, name, files, env
+        self.engine_lock = None  # held (shared) while the stack may have containers
 
     def command(self, *arguments):
+        """The `docker compose` command line; one that may create containers takes the engine
+        lock first (down() gives it back)."""
+        if CREATE_CONTAINERS & set(arguments) and self.engine_lock is None:
+            self.engine_lock = ENGINE_LOCK.open("a")
+            fcntl.flock(self.engine_lock, fcntl.LOCK_SH)
         files = [option for file in self.files for option in ("-f", file)]
         return ["docker", "compose", "-p", self.name, *files, *arguments]
 
@@ -103,9 +117,17 @@ class Stack:
         self.compose("up", "--detach", "--wait", "--wait-timeout", str(UP_TIMEOUT),
                      timeout=UP_TIMEOUT + 60)
 
-    def down(self, volumes=True):
-        self.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []),
-                     timeout=180, check=False)
+    def down(self, volumes=True, profiles=(), images=False):
+        """Containers and networks gone (volumes too, unless volumes=False; the stack's own
+        images too with images=True), whatever the compose command says; the lock goes back."""
+        try:
+            self.compose(*(option for profile in profiles for option in ("--profile", profile)),
+                         "down", "--remove-orphans", *(["--volumes"] if volumes else []),
+                         *(["--rmi", "local"] if images else []), timeout=180, check=False)
+        finally:
+            if self.engine_lock is not None:
+                self.engine_lock.close()  # and with it the lock
+                self.engine_lock = None
 
     def container(self, service):
         ids = self.compose("ps", "--all", "--quiet", service).stdout.split()
@@ -180,8 +202,7 @@ class Project:
 
     def remove_images(self):
         for stack in (self.dev, self.prod):
-            stack.compose("--profile", "notebook", "down", "--remove-orphans", "--volumes",
-                          "--rmi", "local", timeout=180, check=False)
+            stack.down(profiles=["notebook"], images=True)
 
 
 @pytest.fixture(scope="module", params=PROJECTS)
@@ -499,8 +520,9 @@ def chromium():
     return found[0]
 
 
-# Docker adds and removes host interfaces for other tests' containers; Chromium then drops a
-# navigation in flight with this error, which says nothing about the site.
+# Chromium drops every connection, and with it every request in flight, when the host gains or
+# loses an address: as Docker adds and removes a bridge for each network other tests' stacks
+# create. The error says nothing about the site.
 NETWORK_CHANGED = "ERR_NETWORK_CHANGED"
 
 
@@ -524,28 +546,39 @@ def browser_page():
 
 def navigate(page, steps, attempts=10):
     """steps(), which lead the page elsewhere; again from the start, after a growing pause (the
-    changes come in bursts while other tests start or stop stacks), when Chromium dropped the
-    navigation because the host's network changed. A site that fails for good fails every try.
+    changes come in bursts while other tests start or stop stacks), when the host's network
+    changed under the navigation or under any request of the page it loaded (a stylesheet cut
+    that way is a sheet without rules). A site that fails for good fails every try.
     """
-    for attempt in range(1, attempts + 1):
-        if attempt > 1:
-            time.sleep(attempt - 1)
-        try:
-            result = steps()
-            page.wait_for_load_state()
-        except PlaywrightError as error:
-            # Said in several ways: by the error, or by another network error the change caused
-            # (a TLS handshake cut: ERR_SSL_PROTOCOL_ERROR), or by the error page or the late
-            # answer of the dropped try that interrupted this one's navigation.
-            dropped = any(sign in str(error) for sign in (
-                NETWORK_CHANGED, "net::ERR_", "chrome-error://",
-                "interrupted by another navigation"))
-            if dropped and attempt < attempts:
-                continue
-            raise
-        if not page.url.startswith("chrome-error://") or attempt == attempts:
-            return result
-    return None
+    cut = []  # this try's requests that a network change dropped
+
+    def on_failure(request):
+        if NETWORK_CHANGED in (request.failure or ""):
+            cut.append(request.url)
+
+    page.on("requestfailed", on_failure)
+    try:
+        for attempt in range(1, attempts + 1):
+            if attempt > 1:
+                time.sleep(attempt - 1)
+            cut.clear()
+            try:
+                result = steps()
+                page.wait_for_load_state()
+            except PlaywrightError as error:
+                # Said in several ways: by the error, by another network error on a connection
+                # the change cut, or by the error page or the late answer of the dropped try
+                # that interrupted this one's navigation.
+                dropped = any(sign in str(error) for sign in (
+                    NETWORK_CHANGED, "net::ERR_", "chrome-error://",
+                    "interrupted by another navigation"))
+                if dropped and attempt < attempts:
+                    continue
+                raise
+            if attempt == attempts or not (cut or page.url.startswith("chrome-error://")):
+                return result
+    finally:
+        page.remove_listener("requestfailed", on_failure)
 
 
 def sign_in(page, url, username, password):

@@ -162,5 +162,4 @@ def test_the_notebook_service_is_local_guarded_and_has_the_models(projects):
         print(f"notebook service healthy {ready:.1f} s after `up`, a kernel answered after "
               f"{kernel_ready:.1f} s")
     finally:
-        stack.compose("--profile", "notebook", "down", "--remove-orphans", "--volumes",
-                      timeout=180, check=False)
+        stack.down(profiles=["notebook"])

@@ -3,14 +3,16 @@ single-node Swarm, with zero-downtime updates proven under load.
 
 The engine is put in Swarm mode for this module only (`docker swarm init`) and always leaves it
 again, even when a test fails; an engine already in Swarm mode is someone else's, and the test
-fails instead of touching it. Other container tests may run on the engine meanwhile: Swarm mode
-adds its own overlay networks and leaves their compose stacks and bridge networks alone. The
+fails instead of touching it. Other container tests wait meanwhile: containers that exist while
+the engine enters or leaves Swarm mode lose the names of their compose network. The
 images go to the local registry under a name of this run, and are deleted from it at the end.
 """
 
+import fcntl
 import json
 import re
 import secrets
+import signal
 import socket
 import ssl
 import threading
@@ -22,7 +24,8 @@ import pytest
 import yaml
 
 from conftest import generate, tool_environment
-from test_containers import INTERPOLATION, RUN, docker, eventually, execute, fetch
+from test_containers import (ENGINE_LOCK, INTERPOLATION, RUN, docker, eventually, execute,
+                             fetch)
 
 pytestmark = pytest.mark.xdist_group("swarm")
 
@@ -175,17 +178,38 @@ class Swarm:
 
 
 @contextmanager
+def engine_to_itself(timeout=1800):
+    """The engine lock held exclusively: no compose stack of the other workers has containers
+    until it is given back (test_containers.py: ENGINE_LOCK says why)."""
+
+    def expired(signal_number, frame):
+        pytest.fail(f"compose stacks still held {ENGINE_LOCK} after {timeout} s")
+
+    with ENGINE_LOCK.open("a") as lock:
+        previous = signal.signal(signal.SIGALRM, expired)
+        signal.alarm(timeout)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # waits for the stacks that are up to go down
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+        yield
+
+
+@contextmanager
 def swarm_mode():
-    """This engine as a single-node swarm, which it always leaves again."""
+    """This engine as a single-node swarm, which it always leaves again; no compose stack of
+    this suite runs meanwhile."""
     state = docker("info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip()
     if state != "inactive":
         pytest.fail(f"the Docker engine is in Swarm mode already ({state}): this test creates "
                     "its own swarm and leaves it afterwards; it will not leave someone else's")
-    docker("swarm", "init", "--advertise-addr", "127.0.0.1")
-    try:
-        yield
-    finally:
-        docker("swarm", "leave", "--force", check=False)
+    with engine_to_itself():
+        docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+        try:
+            yield
+        finally:
+            docker("swarm", "leave", "--force", check=False)
 
 
 def until(condition, timeout, describe):
