@@ -55,10 +55,10 @@ CAPABILITY_BITS = {"CHOWN": 0, "DAC_READ_SEARCH": 2, "FOWNER": 3, "SETGID": 6, "
 PROD_CAPABILITIES = {"db": {"CHOWN", "DAC_READ_SEARCH", "FOWNER", "SETGID", "SETUID"},
                      "migrate": set(), "web": set(), "caddy": {"NET_BIND_SERVICE"},
                      "backup": set(), "ipfs": set()}
-# Containers that exist while the engine enters or leaves Swarm mode can no longer resolve
-# their compose network's names ("failed to resolve host 'db'": moby/moby#45144, and #51491 for
-# the whole time in Swarm mode on Engine 29). So a stack holds this lock shared from its first
-# `up` or `run` to its `down`, and test_swarm.py holds it exclusively while in Swarm mode.
+# A compose network's containers no longer resolve each other's names once the engine has left
+# Swarm mode ("failed to resolve host 'db'": moby/moby#45144), and on Engine 29 while it is in
+# it (#51491). So a stack holds this lock shared from its first `up` or `run` to its `down`, and
+# test_swarm.py holds it exclusively from `swarm init` to `swarm leave`.
 ENGINE_LOCK = Path(tempfile.gettempdir()) / "shipshape-docker-engine.lock"
 CREATE_CONTAINERS = {"up", "run", "create"}
 # The admin's stylesheet as pages name it in production: with the hash of its content.

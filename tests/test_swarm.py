@@ -3,9 +3,9 @@ single-node Swarm, with zero-downtime updates proven under load.
 
 The engine is put in Swarm mode for this module only (`docker swarm init`) and always leaves it
 again, even when a test fails; an engine already in Swarm mode is someone else's, and the test
-fails instead of touching it. Other container tests wait meanwhile: containers that exist while
-the engine enters or leaves Swarm mode lose the names of their compose network. The images go
-to the local registry under a name of this run, and are deleted from it at the end.
+fails instead of touching it. Other container tests wait meanwhile (test_containers.py's
+ENGINE_LOCK: Swarm mode breaks name resolution in compose networks). The images go to the local
+registry under a name of this run, and are deleted from it at the end.
 """
 
 import fcntl
