@@ -186,8 +186,7 @@ class App:
         time.sleep(3)  # idle: the workers have started and settled
         idle = memory_mib(container)
         processes = len(run(["docker", "top", container], ".").stdout.splitlines()) - 1
-        load, cpu = wrk_with_cpu(self.url, seconds, [container],
-                                 *[f"{name}: {value}" for name, value in PROXIED.items()])
+        load, cpu = wrk_with_cpu(self.url, seconds, [container], PROXIED)
         return {"ready": ready, "idle": idle, "loaded": memory_mib(container),
                 "processes": processes, **load, "cpu_ms": cpu[container],
                 "django_ms": self.django_ms(container)}

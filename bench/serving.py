@@ -93,20 +93,22 @@ def cpu_seconds(container):
     return int(usage) / 1e9
 
 
-def wrk_with_cpu(url, seconds, containers, *headers):
+def wrk_with_cpu(url, seconds, containers, headers=None):
     """wrk(), and the CPU milliseconds per request the containers used meanwhile (wrk() loads
     for `seconds` after a 2-second warm-up, both at about the measured rate): {container: ms}."""
     before = {container: cpu_seconds(container) for container in containers}
-    load = wrk(url, seconds, *headers)
+    load = wrk(url, seconds, headers)
     requests = load["rps"] * (seconds + 2)
     return load, {container: (cpu_seconds(container) - before[container]) * 1000 / requests
                   for container in containers}
 
 
-def wrk(url, seconds, *headers):
-    """{rps, p50, p99 (ms), errors} of `wrk -t2 -c32 --latency` against url, after a warm-up."""
-    command = ["wrk", "-t2", "-c32", "--latency", "--timeout", "10s", "-H", "Host: localhost",
-               *[option for header in headers for option in ("-H", header)]]
+def wrk(url, seconds, headers=None):
+    """{rps, p50, p99 (ms), errors} of `wrk -t2 -c32 --latency` against url, after a warm-up,
+    with Host: localhost and the headers given ({name: value})."""
+    command = ["wrk", "-t2", "-c32", "--latency", "--timeout", "10s",
+               *[option for name, value in {"Host": "localhost", **(headers or {})}.items()
+                 for option in ("-H", f"{name}: {value}")]]
     run([*command, "-d2s", url], cwd=".")
     output = run([*command, f"-d{seconds}s", url], cwd=".").stdout
 
@@ -174,10 +176,9 @@ def measure_caddy(stack, override, direct_port, seconds):
     and the same ratio in the servers' CPU per request (gunicorn's straight, over gunicorn's
     and Caddy's through Caddy), which leaves out the load generator on the same CPUs."""
     stack("up", "--detach", "--wait", "--no-deps", "caddy", files=[override])
-    web, caddy = stack.container("web", files=[override]), stack.container("caddy", [override])
+    web, caddy = (stack.container(service, files=[override]) for service in ("web", "caddy"))
     direct, direct_cpu = wrk_with_cpu(f"http://127.0.0.1:{direct_port}/admin/login/", seconds,
-                                      [web], *[f"{name}: {value}" for name, value in
-                                               PROXIED.items()])
+                                      [web], PROXIED)
     proxied, proxied_cpu = wrk_with_cpu(
         f"https://localhost:{stack.port('caddy', 443, [override])}/admin/login/", seconds,
         [web, caddy])
@@ -199,8 +200,7 @@ def measure(stack, override, seconds):
     status = connection.getresponse().status
     connection.close()
     assert status == 200, f"GET /admin/login/ answered {status}, not the page"
-    direct = wrk(f"http://127.0.0.1:{port}/admin/login/", seconds,
-                 *[f"{name}: {value}" for name, value in PROXIED.items()])
+    direct = wrk(f"http://127.0.0.1:{port}/admin/login/", seconds, PROXIED)
     loaded = memory_mib(container)
     caddy = wrk(f"https://localhost:{stack.port('caddy', 443)}/admin/login/", seconds)
     return {"ready": ready, "idle": idle, "loaded": loaded, "direct": direct, "caddy": caddy}
