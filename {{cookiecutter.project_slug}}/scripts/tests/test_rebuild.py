@@ -26,10 +26,17 @@ def step_outputs(text):
             re.findall(r"^(\S+)<<(\S+)\n(.*?)\n\2$", text, re.MULTILINE | re.DOTALL)}
 
 
+# What the workflow passes from docker/metadata-action, as CI's publish job labels its image.
+GIVEN = {"org.opencontainers.image.source": "https://github.com/org/app",
+         "org.opencontainers.image.revision": "0123456789abcdef0123456789abcdef01234567",
+         "org.opencontainers.image.title": "app"}
+
+
 @pytest.fixture(scope="session")
 def published(project, own):
     """The first run: nothing is published yet, so a rebuild is due; it builds and pushes."""
-    result = rebuild(project, own, "rebuild", "--push")
+    result = rebuild(project, own, "rebuild", "--push",
+                     *(f"--label={name}={value}" for name, value in GIVEN.items()))
     assert result.returncode == 0, output(result)
     assert "there is no published image" in result.stdout
     return result
@@ -39,6 +46,7 @@ def test_the_first_run_builds_labels_and_pushes_the_image(published, own):
     found = labels(f"{own['app']}:latest")
     assert found["org.opencontainers.image.base.name"] == own["base"]
     assert found["org.opencontainers.image.base.digest"] == registry(own["base"])
+    assert found | GIVEN == found  # not the Dockerfile's "unknown"
     created = found["org.opencontainers.image.created"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created)
     assert f"Pushed {own['app']}:{created[:10]}" in published.stdout
@@ -94,6 +102,13 @@ def test_the_vulnerability_check_fails_soft_offline(published, project, own, tmp
     assert result.returncode == 0, output(result)
     assert "Note: Python vulnerability check skipped: pip-audit could not run" in result.stdout
     assert "No rebuild due" in result.stdout
+
+
+def test_a_label_that_is_not_name_equals_value_is_refused(project, own):
+    result = rebuild(project, own, "rebuild", "--label", "org.opencontainers.image.source")
+    assert result.returncode == 2, output(result)
+    assert "not a label NAME=VALUE: 'org.opencontainers.image.source'" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
 
 
 def test_a_patched_base_image_is_noticed_and_rebuilt(published, project, own, tmp_path):
