@@ -121,12 +121,16 @@ def test_a_patched_base_image_is_noticed_and_rebuilt(published, project, own, tm
     # As in the workflow: the step's outputs feed the Trivy scan and the push.
     github = {"GITHUB_OUTPUT": tmp_path / "output", "GITHUB_STEP_SUMMARY": tmp_path / "summary"}
     result = rebuild(project, own, "rebuild", "--push",
+                     *(f"--label={name}={value}" for name, value in GIVEN.items()),
                      env={name: str(path) for name, path in github.items()})
     assert result.returncode == 0, output(result)
     outputs = step_outputs(github["GITHUB_OUTPUT"].read_text())
     assert outputs["due"] == "true"
     assert outputs["tags"].splitlines() == [outputs["image"], f"{own['app']}:latest"]
     assert f"org.opencontainers.image.base.digest={new_digest}" in outputs["labels"].splitlines()
+    # The push step labels with this output: CI's labels are in it.
+    assert {f"{name}={value}" for name, value in GIVEN.items()} <= set(
+        outputs["labels"].splitlines())
     assert f"moved: {old_digest} -> {new_digest}" in github["GITHUB_STEP_SUMMARY"].read_text()
     assert f"Base image digest: before {old_digest}, after {new_digest}" in result.stdout
     assert re.search(r"^OS packages \(dpkg\) changed from .*:\n(  [-+~] .*\n)*", result.stdout,
@@ -138,6 +142,7 @@ def test_a_patched_base_image_is_noticed_and_rebuilt(published, project, own, tm
     docker("pull", "--quiet", f"{own['app']}:latest")
     new_labels = labels(f"{own['app']}:latest")
     assert new_labels["org.opencontainers.image.base.digest"] == new_digest
+    assert new_labels | GIVEN == new_labels
     assert new_labels["org.opencontainers.image.created"] >= \
         old_labels["org.opencontainers.image.created"]
     assert docker("run", "--rm", "--entrypoint", "cat", f"{own['app']}:latest",
