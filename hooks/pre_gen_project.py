@@ -19,6 +19,9 @@ TAKEN_NAMES = {
 NOTEBOOK_NAMES = {"matplotlib", "nbclient", "nbformat", "notebooks", "pandas"}
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# The last label Django's EmailValidator requires of a domain other than localhost: the project
+# sends mail as noreply@<domain_name>, which production settings refuse unless Django accepts it.
+TOP_LEVEL_DOMAIN = re.compile(r"^(?!-)([a-z-]{2,63}|xn--[a-z0-9]{1,59})(?<!-)$")
 
 
 def slug_problems(slug, notebooks="no"):
@@ -36,6 +39,11 @@ def slug_problems(slug, notebooks="no"):
 def domain_is_well_formed(domain):
     labels = domain.split(".")
     return len(domain) <= 253 and all(DOMAIN_LABEL.match(label) for label in labels)
+
+
+def domain_takes_mail(domain):
+    labels = domain.split(".")
+    return domain == "localhost" or (len(labels) > 1 and bool(TOP_LEVEL_DOMAIN.match(labels[-1])))
 
 
 def timezone_is_known(name):
@@ -58,6 +66,10 @@ def problems(answers):
     if not domain_is_well_formed(answers["domain_name"]):
         found.append(f"domain_name {answers['domain_name']!r} is not a well-formed lowercase "
                      "domain like example.com (no scheme, port or path)")
+    elif not domain_takes_mail(answers["domain_name"]):
+        found.append(f"domain_name {answers['domain_name']!r} has no top-level domain like .com "
+                     f"(localhost aside): the site's sender, noreply@{answers['domain_name']}, "
+                     "would not be an email address")
     if not timezone_is_known(answers["timezone"]):
         found.append(f"timezone {answers['timezone']!r} is not a time zone that zoneinfo knows "
                      "(use an IANA name such as Europe/Berlin)")

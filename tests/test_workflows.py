@@ -253,16 +253,23 @@ def test_ci_runs_once_per_push_pull_requests_and_main_only(roots):
 
 
 def test_one_uv_version_everywhere(roots, workflows, projects):
-    """pyproject.toml's required-version is the only place a uv version is written: uv itself
-    enforces it, setup-uv reads it, and so do .ci/run and the Dockerfile."""
+    """pyproject.toml's required-version is the only place a uv version is written: a floor, so
+    that newer uv (yours, Dependabot's) still runs; setup-uv installs that floor exactly
+    (resolution-strategy: lowest), and so do .ci/run and the Dockerfile."""
     required = {tomllib.loads((root / "pyproject.toml").read_text())["tool"]["uv"]
                 ["required-version"] for root in roots}
-    assert len(required) == 1 and re.fullmatch(r"==\d+\.\d+\.\d+", *required), required
-    version = required.pop().removeprefix("==")
-    setup_steps = [step for path in workflows for job in load(path)["jobs"].values()
-                   for step in job["steps"] if "/setup-uv@" in step.get("uses", "")]
+    assert len(required) == 1 and re.fullmatch(r">=\d+\.\d+\.\d+", *required), required
+    version = required.pop().removeprefix(">=")
+    setup_steps = {(path.name, job_name): step for path in workflows
+                   for job_name, job in load(path)["jobs"].items() for step in job["steps"]
+                   if "/setup-uv@" in step.get("uses", "")}
     assert len(setup_steps) >= 4
-    assert all(step["with"]["version-file"] == "pyproject.toml" for step in setup_steps)
+    # The weekly rebuild's step is another change's (issue 21, item 7): it still installs the
+    # newest uv the floor admits. TODO(lead): add `resolution-strategy: lowest` there, drop this.
+    floors = {where: step["with"] for where, step in setup_steps.items()
+              if where[0] != "security-rebuild.yml"}
+    assert all(inputs["version-file"] == "pyproject.toml"
+               and inputs["resolution-strategy"] == "lowest" for inputs in floors.values()), floors
     assert version not in (TEMPLATE / ".ci/run").read_text()
     for project in projects:
         dockerfile = (project / "Dockerfile").read_text()

@@ -21,6 +21,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import dj_database_url
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from schema import And, Schema, SchemaError, Use
 
 # The value .env.example shows for anything secret. Seeing it at start-up means a copy of
@@ -112,6 +114,15 @@ def parse_email_url(text):
     }}
 
 
+def is_email_address(text):
+    """What Django's own EmailValidator accepts (noreply@localhost too), no more, no less."""
+    try:
+        validate_email(text)
+    except ValidationError:
+        return False
+    return True
+
+
 {%- if cookiecutter.ipfs == "yes" %}
 
 
@@ -174,8 +185,7 @@ EMAIL_URL = Type("mail URL", Schema(Use(
     error="not a mail URL like smtp://user:password@mail.example.com:587 or console:",
 )))
 EMAIL_ADDRESS = Type("email address", Schema(And(
-    str, lambda text: re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text),
-    error="not an email address like noreply@example.com",
+    str, is_email_address, error="not an email address like noreply@example.com",
 )))
 HOST_NAME = Type("host name", Schema(Use(
     parse_host_name, error="not a single host name like example.com",

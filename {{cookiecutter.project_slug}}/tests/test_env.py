@@ -28,8 +28,11 @@ mail_urls = st.builds(
     "{}://{}:{}@{}:{}".format, st.sampled_from(["smtp", "smtps"]),
     url_text.map(lambda text: quote(text, safe="")), url_text.map(lambda text: quote(text, safe="")),
     host_names, st.integers(1, 65535))
-emails = st.builds("{}@{}.{}".format, st.from_regex(r"\A[a-z0-9.+_-]{1,20}\Z"),
-                   st.from_regex(r"\A[a-z0-9-]{1,20}\Z"), st.sampled_from(["com", "org", "co.uk"]))
+# Addresses Django's EmailValidator accepts: no leading, trailing or doubled dot before the @, no
+# hyphen at either end of a domain label.
+emails = st.builds("{}@{}.{}".format, st.from_regex(r"\A[a-z0-9+_-]{1,10}(\.[a-z0-9+_-]{1,9})?\Z"),
+                   st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?\Z"),
+                   st.sampled_from(["com", "org", "co.uk"]))
 database_urls = st.builds(
     "postgres://{}:{}@{}:{}/{}".format,
     st.from_regex(r"\A[a-z_][a-z0-9_]{0,15}\Z"),
