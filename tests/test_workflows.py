@@ -264,10 +264,7 @@ def test_one_uv_version_everywhere(roots, workflows, projects):
                    for job_name, job in load(path)["jobs"].items() for step in job["steps"]
                    if "/setup-uv@" in step.get("uses", "")}
     assert len(setup_steps) >= 4
-    # The weekly rebuild's step is another change's (issue 21, item 7): it still installs the
-    # newest uv the floor admits. TODO(lead): add `resolution-strategy: lowest` there, drop this.
-    floors = {where: step["with"] for where, step in setup_steps.items()
-              if where[0] != "security-rebuild.yml"}
+    floors = {where: step["with"] for where, step in setup_steps.items()}
     assert all(inputs["version-file"] == "pyproject.toml"
                and inputs["resolution-strategy"] == "lowest" for inputs in floors.values()), floors
     assert version not in (TEMPLATE / ".ci/run").read_text()
