@@ -179,6 +179,7 @@ class Project:
             "ALLOWED_HOSTS": "localhost",
             "EMAIL_URL": "smtp://mail.invalid",  # nothing is mailed in these tests
             "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
+            "POSTGRES_APP_PASSWORD": secrets.token_urlsafe(24),
             "SITE_ADDRESS": "localhost",
         }
         (prod_path / ".env").write_text("".join(f"{name}={value}\n"
