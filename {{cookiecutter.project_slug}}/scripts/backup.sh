@@ -46,8 +46,8 @@ fail() {
 }
 
 sql() { # notices ("does not exist, skipping") are noise here; no lock is waited for long
-  PGOPTIONS="-c client_min_messages=warning -c lock_timeout=60s" psql --no-psqlrc --quiet --no-align \
-    --tuples-only --set ON_ERROR_STOP=1 "$@"
+  PGOPTIONS="-c client_min_messages=warning -c lock_timeout=60s" psql --no-psqlrc --quiet \
+    --no-align --tuples-only --set ON_ERROR_STOP=1 "$@"
 }
 
 backups() { # their names, oldest first (names are UTC times, so they sort by age)
@@ -171,7 +171,8 @@ save_pins() { # DIR: a copy of each pinned file in DIR/ipfs, its checksum in DIR
     # each backup stays whole on its own, and the bytes are stored once. A copy damaged since
     # (the checksum no longer matches) is read from the node again instead, or every later
     # backup would fail on it; the backups that share it stay damaged, and say so.
-    if line=$(grep --extended-regexp "^[0-9a-f]{64}  ipfs/$cid\$" "$previous/$sums" 2>/dev/null); then
+    if line=$(grep --extended-regexp "^[0-9a-f]{64}  ipfs/$cid\$" "$previous/$sums" 2>/dev/null)
+    then
       if ! (cd "$previous" && sha256sum --check --strict --status <<<"$line" 2>/dev/null); then
         echo "ipfs/$cid in ${previous##*/} no longer matches its checksum (damaged):" \
           "read from the node again; ${previous##*/} and the backups that share the copy" \
@@ -230,6 +231,8 @@ restore() {
   [[ $name =~ $name_pattern && -d $root/$name ]] ||
     fail "no backup named $name in ./backups (backup list shows them)"
   check_backup "$root/$name" "$name"
+  [[ -n ${APP_ROLE:-} ]] || fail "APP_ROLE is not set: the role the restored database goes to" \
+    "(compose.prod.yaml's backup service sets it)"
 
   local ours theirs
   ours=$(($(sql --command='SHOW server_version_num') / 10000))
