@@ -11,6 +11,9 @@
 # It creates the role (or sets its password), and gives it the database and the tables, views
 # and sequences in the public schema that the superuser owns (all of them, on a project that
 # has used it so far). No `set -e` or `exit`: the image's entrypoint sources this file.
+if [[ -n ${POSTGRES_APP_PASSWORD_FILE:-} ]]; then  # a Docker secret, as POSTGRES_PASSWORD_FILE
+  POSTGRES_APP_PASSWORD=$(<"$POSTGRES_APP_PASSWORD_FILE")
+fi
 : "${POSTGRES_APP_USER:?set in compose.prod.yaml}" "${POSTGRES_APP_PASSWORD:?set in .env}"
 psql --no-psqlrc --quiet --set ON_ERROR_STOP=1 --username "$POSTGRES_USER" \
   --dbname "${POSTGRES_DB:-$POSTGRES_USER}" --set app="$POSTGRES_APP_USER" \
