@@ -54,8 +54,26 @@ def timezone_is_known(name):
     return True
 
 
+# What starts template code; spelt in parts, since cookiecutter renders this file with Jinja.
+TEMPLATE_MARKERS = tuple("{" + second for second in ("{", "%", "#"))
+
+
+def template_syntax_problems(answers):
+    """Text answers end up inside templates (Django's, on every page): one that holds template
+    syntax would run there as code instead of showing as text."""
+    found = []
+    for field, value in answers.items():
+        markers = [marker for marker in TEMPLATE_MARKERS
+                   if not field.startswith("_") and isinstance(value, str) and marker in value]
+        if markers:
+            found.append(f"{field} {value!r} contains {' and '.join(map(repr, markers))}, which "
+                         "starts template code in the generated pages: leave it out")
+    return found
+
+
 def problems(answers):
     found = slug_problems(answers["project_slug"], answers["notebooks"])
+    found += template_syntax_problems(answers)
     for field in ("project_name", "description", "author_name"):
         if not answers[field].strip():
             found.append(f"{field} is empty")

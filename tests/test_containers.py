@@ -179,6 +179,7 @@ class Project:
             "ALLOWED_HOSTS": "localhost",
             "EMAIL_URL": "smtp://mail.invalid",  # nothing is mailed in these tests
             "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
+            "POSTGRES_APP_PASSWORD": secrets.token_urlsafe(24),
             "SITE_ADDRESS": "localhost",
         }
         (prod_path / ".env").write_text("".join(f"{name}={value}\n"
@@ -774,7 +775,7 @@ def hold_database(stack):
     user = stack.path.name
     stack.exec("db", "psql", "--username", user, "--dbname", user, "--quiet", "--command",
                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-               "WHERE usename = current_user AND pid <> pg_backend_pid()")
+               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
     stack.compose("kill", "--signal", "SIGSTOP", "db")
 
 
@@ -877,7 +878,10 @@ def test_dev_and_prod_share_image_database_and_variables(project):
     # The same Postgres image; the same Dockerfile for every service compose builds.
     assert dev["services"]["db"]["image"] == prod["services"]["db"]["image"]
     assert dev["services"]["db"]["image"].startswith("postgres:17")  # perhaps pinned: @sha256:…
-    assert dev["services"]["db"]["environment"] == prod["services"]["db"]["environment"]
+    # Production adds the app's own role, not a superuser (scripts/db-app-role.sh).
+    app_password = "${POSTGRES_APP_PASSWORD:?set POSTGRES_APP_PASSWORD in .env}"
+    app_role = {"POSTGRES_APP_USER": f"{project.slug}_app", "POSTGRES_APP_PASSWORD": app_password}
+    assert dev["services"]["db"]["environment"] | app_role == prod["services"]["db"]["environment"]
     builds = {(name, service["build"].get("context"), service["build"].get("dockerfile"),
                service["build"]["target"])
               for name, compose in (("dev", dev), ("prod", prod))
@@ -894,7 +898,9 @@ def test_dev_and_prod_share_image_database_and_variables(project):
             if "build" in service and service["build"]["target"] != "backup":
                 assert service["env_file"] == ".env", name
                 assert set(service["environment"]) <= set(declared), name
-    assert dev["services"]["web"]["environment"]["DATABASE_URL"] \
+    assert dev["services"]["web"]["environment"]["DATABASE_URL"].replace(
+        f"//{project.slug}:${{POSTGRES_PASSWORD:?set POSTGRES_PASSWORD in .env}}@",
+        f"//{project.slug}_app:{app_password}@") \
         == prod["services"]["web"]["environment"]["DATABASE_URL"]
     # Every variable a compose file reads is declared, with the same default.
     for file in ("compose.yaml", "compose.prod.yaml"):

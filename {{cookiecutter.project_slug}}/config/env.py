@@ -312,8 +312,13 @@ VARIABLES = (
 COMPOSE_VARIABLES = (
     Variable(
         "POSTGRES_PASSWORD", TEXT, required_in_production=True, example=PLACEHOLDER,
-        help="Password of the database user the compose stacks create (when their volume is "
-             "new); the containers' DATABASE_URL is built from it.",
+        help="Password of the database superuser the compose stacks create (when their volume "
+             "is new): development's app, and production's backups and restores connect with it.",
+    ),
+    Variable(
+        "POSTGRES_APP_PASSWORD", TEXT, required_in_production=True, example=PLACEHOLDER,
+        help="Password of the app's database role in production, not a superuser "
+             "(compose.prod.yaml, scripts/db-app-role.sh): migrations and the app connect with it.",
     ),
     Variable(
         "HOST_UID", INTEGER, default="1000",
