@@ -1,0 +1,133 @@
+"""Limits of the production stack, through Caddy over HTTPS (issue 22): request bodies refused
+(413) before gunicorn sees them, and sign-in throttled by the client's real address."""
+
+import re
+import secrets
+import select
+import socket
+import ssl
+import time
+
+import httpx
+import pytest
+
+from test_containers import Project, caddy_trust, eventually, running, with_ipfs
+
+pytestmark = pytest.mark.xdist_group("containers-default")
+PASSWORD = secrets.token_urlsafe(16)
+BODY = 200 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def prod(tmp_path_factory):
+    """The default project's production stack (it has the upload page), up and healthy."""
+    generated = Project({}, tmp_path_factory.mktemp("limits"))
+    assert with_ipfs(generated.prod)
+    try:
+        generated.prod.compose("build", timeout=1200)
+        with running(generated.prod) as stack:
+            stack.exec("web", "python", "manage.py", "shell", "-v", "0", "-c",
+                       "from django.contrib.auth import get_user_model; User = get_user_model(); "
+                       f"[User.objects.create_user(name, password={PASSWORD!r}) "
+                       "for name in ('member', 'other')]")
+            stack.base = f"https://localhost:{stack.port('caddy', 443)}"
+            stack.trust = caddy_trust(stack)
+            eventually(lambda: httpx.get(f"{stack.base}/healthz", verify=stack.trust).is_success)
+            yield stack
+    finally:
+        generated.remove_images()
+
+
+def web_memory(stack):
+    """The web container's memory (its cgroup's, tmpfs included), in bytes."""
+    return int(stack.exec("web", "cat", "/sys/fs/cgroup/memory.current").stdout)
+
+
+def post_huge_body(stack, path, size=BODY):
+    """POST `size` bytes to path over HTTPS, sending while Caddy lets us; (status, seconds to
+    the answer, bytes sent)."""
+    port = int(stack.base.rsplit(":", 1)[1])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+    connection = stack.trust.wrap_socket(raw, server_hostname="localhost")
+    start, sent, chunk = time.monotonic(), 0, b"x" * 65536
+    connection.sendall((f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {size}\r\n"
+                        "Content-Type: application/x-www-form-urlencoded\r\n\r\n").encode())
+    answer = b""
+    try:
+        while sent < size and time.monotonic() - start < 60:
+            if select.select([connection], [], [], 0)[0]:
+                break  # Caddy answered (or closed) before the body was sent
+            connection.sendall(chunk)
+            sent += len(chunk)
+    except (ConnectionError, ssl.SSLError):
+        pass  # Caddy closed the connection after answering
+    try:
+        connection.settimeout(30)
+        while b"\r\n" not in answer:
+            data = connection.recv(4096)
+            if not data:
+                break
+            answer += data
+    finally:
+        connection.close()
+    status = re.match(rb"HTTP/1\.1 (\d+)", answer)
+    return (int(status.group(1)) if status else None), time.monotonic() - start, sent
+
+
+def temporary_files(stack):
+    return stack.exec("web", "find", "/tmp", "-type", "f").stdout.split()
+
+
+def test_a_200_mb_body_gets_413_at_once_and_never_reaches_web(prod):
+    before = web_memory(prod)
+    figures = {}
+    for path in ("/accounts/login/", "/uploads/new/"):
+        status, seconds, sent = post_huge_body(prod, path)
+        figures[path] = (status, round(seconds, 2), sent)
+        assert status == 413, figures
+        assert seconds < 10, figures
+        assert sent < BODY // 2, figures
+    after = web_memory(prod)
+    print(f"web memory before {before / 2**20:.1f} MiB, after {after / 2**20:.1f} MiB; "
+          f"(status, seconds to answer, bytes sent): {figures}")
+    assert after - before < 8 * 2**20
+    assert temporary_files(prod) == []
+
+
+def sign_in(stack, username, password, forwarded_for=None):
+    """A sign-in through the form, as a fresh client; its status."""
+    headers = {"Referer": f"{stack.base}/"} | (
+        {"X-Forwarded-For": forwarded_for} if forwarded_for else {})
+    with httpx.Client(base_url=stack.base, verify=stack.trust, headers=headers, timeout=60) as client:
+        client.get("/accounts/login/").raise_for_status()
+        return client.post("/accounts/login/", data={
+            "username": username, "password": password,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"]}).status_code
+
+
+def web_cpu_seconds(stack):
+    stat = stack.exec("web", "cat", "/sys/fs/cgroup/cpu.stat").stdout
+    return int(re.search(r"usage_usec (\d+)", stat).group(1)) / 1e6
+
+
+def test_sign_in_is_throttled_by_the_real_client_address_whatever_it_forwards(prod):
+    statuses = [sign_in(prod, "member", f"wrong-{number}", forwarded_for=f"192.0.2.{number}")
+                for number in range(10)]
+    assert statuses == [200] * 9 + [429]
+    assert sign_in(prod, "member", PASSWORD) == 429  # the right password, the 11th: refused
+    # Another account, from the same (real) address: this address is locked too, however it
+    # names itself in X-Forwarded-For.
+    assert sign_in(prod, "other", PASSWORD, forwarded_for="198.51.100.1") == 429
+    prod.exec("web", "python", "manage.py", "axes_reset")
+    assert sign_in(prod, "other", PASSWORD) == 302
+
+
+def test_figures_cpu_of_100_wrong_passwords(prod):
+    """The figure for the issue: web's CPU seconds for 100 wrong passwords, throttled."""
+    prod.exec("web", "python", "manage.py", "axes_reset")
+    start = web_cpu_seconds(prod)
+    statuses = [sign_in(prod, "member", f"wrong-{number}") for number in range(100)]
+    spent = web_cpu_seconds(prod) - start
+    print(f"100 wrong passwords: {statuses.count(429)} refused (429), web spent {spent:.1f} s CPU")
+    assert statuses.count(429) == 91
+    prod.exec("web", "python", "manage.py", "axes_reset")
