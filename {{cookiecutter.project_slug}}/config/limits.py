@@ -35,7 +35,7 @@ class BoundedUploadHandler(FileUploadHandler):
     grows past the limit; either way before a byte of the file reaches memory or /tmp.
     (Django's DATA_UPLOAD_MAX_MEMORY_SIZE bounds the other fields, not files.)"""
 
-    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+    def handle_raw_input(self, input_data, meta, content_length, boundary, encoding=None):
         self.limit = body_limit(self.request)
         if content_length > self.limit:
             raise RequestDataTooBig(f"A request body of {content_length} bytes: "

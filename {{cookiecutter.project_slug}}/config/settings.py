@@ -103,6 +103,7 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # The client's real address behind Caddy, not whatever X-Forwarded-For a client sends.
 AXES_CLIENT_IP_CALLABLE = "config.limits.client_address"
 AXES_DISABLE_ACCESS_LOG = True  # failures only: no table of every sign-in
+AXES_VERBOSE = False  # no banner on stdout at every start (manage.py's output is read by scripts)
 PASSWORD_RESET_LIMIT = ENV["PASSWORD_RESET_LIMIT"]
 
 # Mail (password resets): printed in development, an SMTP server in production (EMAIL_URL).

@@ -1,11 +1,13 @@
 """Request bodies are bounded in Django too (README: Limits): Caddy refuses them first in
-production, and this holds wherever a request reaches Django another way."""
+production, and this holds wherever a request reaches Django another way. And HSTS preload,
+which cannot be undone quickly, is opt-in."""
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
-{%- if cookiecutter.ipfs == "yes" %}
 
+from config import env
+{%- if cookiecutter.ipfs == "yes" %}
 from {{ cookiecutter.project_slug }}.models import Upload
 {%- endif %}
 
@@ -44,3 +46,19 @@ def test_an_upload_far_over_the_limit_is_refused_before_it_is_read(client, djang
     assert list(temporary_files.iterdir()) == []
     assert not Upload.objects.exists()
 {%- endif %}
+
+
+def test_hsts_preload_is_opt_in():
+    production = {"SECRET_KEY": "k" * 40 + "0123456789", "ALLOWED_HOSTS": "example.com",
+                  "EMAIL_URL": "smtp://mail.example.com",
+                  "DATABASE_URL": "postgres://user:secret@db:5432/name"}
+    assert env.load(production)["SECURE_HSTS_PRELOAD"] is False
+    assert env.load(production | {"SECURE_HSTS_PRELOAD": "true"})["SECURE_HSTS_PRELOAD"] is True
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("preload", [False, True])
+def test_the_hsts_header_names_preload_only_when_asked(client, settings, preload):
+    settings.SECURE_HSTS_SECONDS, settings.SECURE_HSTS_PRELOAD = 3600, preload
+    header = client.get("/healthz", secure=True)["Strict-Transport-Security"]
+    assert header == "max-age=3600; includeSubDomains" + ("; preload" if preload else "")

@@ -12,6 +12,12 @@ from {{ cookiecutter.project_slug }}.models import Note
 RIGHT = "the-right-passphrase"
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Dozens of sign-ins per test: a cheap hash (the limits do not depend on it)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def member(django_user_model):
     return django_user_model.objects.create_user("member", "member@example.com", RIGHT)
