@@ -10,7 +10,9 @@ import time
 
 import httpx
 import pytest
+import yaml
 
+from conftest import generate
 from test_containers import Project, caddy_trust, eventually, running, with_ipfs
 
 pytestmark = pytest.mark.xdist_group("containers-default")
@@ -155,3 +157,24 @@ def test_100_wrong_passwords_cost_a_tenth_of_the_cpu_they_did(prod):
           f"{unthrottled:.1f} s without the lock ({unrefused} refused)")
     assert unrefused == 0
     assert throttled < unthrottled / 3
+
+
+@pytest.mark.parametrize("ipfs", ["yes", "no"])
+def test_every_tmpfs_has_a_size(tmp_path, ipfs):
+    """A tmpfs counts as its container's memory: unbounded, one large request could fill it."""
+    path = generate(tmp_path, ipfs=ipfs)
+    mounts = []
+    for name in ("compose.yaml", "compose.prod.yaml", "compose.swarm.yaml"):
+        compose = yaml.safe_load((path / name).read_text())
+        for service in [compose.get("x-app", {}), *compose["services"].values()]:
+            mounts += [(name, mount, "size=" in mount) for mount in service.get("tmpfs", [])]
+            mounts += [(name, mount["target"], bool(mount.get("tmpfs", {}).get("size")))
+                       for mount in service.get("volumes", [])
+                       if isinstance(mount, dict) and mount["type"] == "tmpfs"]
+    for manifest in (path / "deploy/kubernetes/base").glob("*.yaml"):
+        for document in yaml.safe_load_all(manifest.read_text()):
+            pod = (document or {}).get("spec", {}).get("template", {}).get("spec", {})
+            mounts += [(manifest.name, volume["name"], "sizeLimit" in volume["emptyDir"])
+                       for volume in pod.get("volumes", []) if "emptyDir" in volume]
+    assert len(mounts) >= 8
+    assert [mount for mount in mounts if not mount[2]] == []
