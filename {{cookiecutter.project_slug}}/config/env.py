@@ -263,6 +263,25 @@ VARIABLES = (
              "applies when DEBUG is off.",
     ),
     Variable(
+        "SECURE_HSTS_PRELOAD", BOOLEAN, default="false",
+        help="Ask browsers to preload HTTPS-only for this domain and its subdomains "
+             "(Strict-Transport-Security preload). Opt-in: leaving the preload list takes months.",
+    ),
+    Variable(
+        "LOGIN_FAILURE_LIMIT", COUNT, default="10",
+        help="Failed sign-ins (site and admin) allowed per account, and per client address, "
+             "before it is locked for LOGIN_LOCKOUT_MINUTES.",
+    ),
+    Variable(
+        "LOGIN_LOCKOUT_MINUTES", COUNT, default="15",
+        help="How long failed sign-ins count, and how long a lock lasts after the last one.",
+    ),
+    Variable(
+        "PASSWORD_RESET_LIMIT", COUNT, default="5",
+        help="Password-reset mails an hour per email address and per client address "
+             "(per gunicorn worker).",
+    ),
+    Variable(
         "EMAIL_URL", EMAIL_URL, default="console:", required_in_production=True, secret=True,
         production_schema=Schema(And(lambda mailer: mailer["BACKEND"] != CONSOLE_MAIL,
                                      error="console: delivers no mail")),
@@ -291,7 +310,8 @@ VARIABLES = (
     ),
     Variable(
         "IPFS_MAX_UPLOAD_SIZE", COUNT, default="52428800",
-        help="Largest file the upload page accepts, in bytes (default: 50 MiB).",
+        help="Largest upload, in bytes (default: 50 MiB): the whole request, the file and the "
+             "form's few hundred bytes around it; Caddy refuses more (413). Other pages take 1 MiB.",
     ),
 {%- endif %}
     Variable(

@@ -2,6 +2,7 @@ import os
 
 import hypothesis
 import pytest
+from django.core.cache import cache
 
 # HYPOTHESIS_PROFILE=ci: many examples, derandomised so a failure reproduces on every run.
 hypothesis.settings.register_profile("ci", max_examples=200, derandomize=True, deadline=None,
@@ -16,6 +17,12 @@ def _static_files_without_a_manifest(settings):
     production's storage would need the manifest that collectstatic writes."""
     settings.STORAGES = settings.STORAGES | {
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """Each test starts with nothing counted (password-reset limits live in the cache)."""
+    cache.clear()
 {%- if cookiecutter.ipfs == "yes" %}
 
 
