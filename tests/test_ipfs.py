@@ -125,9 +125,10 @@ def gateway_get(stack, path, trust, method="GET"):
     Caddy's published port on 127.0.0.1 (the host's resolver may not know *.localhost)."""
     port = stack.port("caddy", 443)
     started = time.monotonic()
-    response = httpx.request(method, f"https://127.0.0.1:{port}{path}", verify=trust, timeout=60,
-                             headers={"Host": f"{GATEWAY}:{port}"},
-                             extensions={"sni_hostname": GATEWAY})
+    with httpx.Client(verify=trust, timeout=60) as client:
+        response = client.request(method, f"https://127.0.0.1:{port}{path}",
+                                  headers={"Host": f"{GATEWAY}:{port}"},
+                                  extensions={"sni_hostname": GATEWAY})
     return response, time.monotonic() - started
 
 
@@ -335,10 +336,11 @@ def test_uploaded_files_never_act_as_the_site_in_a_real_browser(project):
                     link.href = sheet;
                     return {script: await load(tag), sheet: await load(link),
                             pwned: document.documentElement.dataset.pwned || null,
-                            outline: getComputedStyle(document.body).outlineWidth};
+                            outline: getComputedStyle(document.body).outlineColor};
                 }""", [script, sheet])
+                assert outcome["outline"] != "rgb(1, 2, 3)", (sheet, outcome)
                 assert outcome == {"script": "refused", "sheet": "refused", "pwned": None,
-                                   "outline": "0px"}, (script, outcome)
+                                   "outline": outcome["outline"]}, (script, outcome)
 
             # The uploaded page as served: its script does not run (sandbox), so it requests
             # nothing of the site.
