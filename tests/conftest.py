@@ -99,9 +99,12 @@ def postgres():
 @pytest.fixture(scope="session")
 def kubo():
     """A real Kubo node (ipfs/kubo) in a container, one per test worker; returns its RPC API URL.
-    The image's own defaults, as compose.yaml runs it; the RPC API published on 127.0.0.1 only."""
+    Configured as compose.yaml runs it (scripts/ipfs-config.sh); the RPC API published on
+    127.0.0.1 only."""
     name = f"shipshape-test-kubo-{os.getpid()}"
+    config = TEMPLATE / "{{cookiecutter.project_slug}}" / "scripts" / "ipfs-config.sh"
     subprocess.run(["docker", "run", "--detach", "--rm", "--name", name,
+                    "--volume", f"{config}:/container-init.d/ipfs-config.sh:ro",
                     "--publish", "127.0.0.1::5001", "ipfs/kubo:release"],
                    check=True, capture_output=True)
     try:

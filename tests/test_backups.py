@@ -171,8 +171,9 @@ def test_a_backup_brings_the_data_back_after_down_v(stack, project):
     status, _, page = eventually(lambda: fetch(https, f"/notes/{note_id}/", tls=trust))
     assert status == 200 and title in page
     status, _, page = fetch(https, f"/uploads/{upload_id}/", tls=trust)
-    assert status == 200 and f"/ipfs/{cid}?filename=kept.txt" in page
-    assert fetch(https, f"/ipfs/{cid}?filename=kept.txt", tls=trust)[::2] == (200, content)
+    assert status == 200 and f"https://ipfs.localhost/ipfs/{cid}?filename=kept.txt" in page
+    assert fetch(https, f"/ipfs/{cid}?filename=kept.txt", tls=trust,  # the gateway's own origin
+                 headers={"Host": "ipfs.localhost"})[::2] == (200, content)
     assert shell(stack, (
         f"from django.contrib.auth import get_user_model; from {slug}.models import Note; "
         "User = get_user_model(); "

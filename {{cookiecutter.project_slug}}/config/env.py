@@ -305,8 +305,9 @@ VARIABLES = (
     ),
     Variable(
         "IPFS_GATEWAY_URL", URL_OR_PATH, default="/",
-        help="Where browsers fetch uploads, as <this>/ipfs/<CID>: `/` is this site (Caddy serves "
-             "the node's gateway there); development's .env names the dev gateway.",
+        help="Where browsers fetch uploads, as <this>/ipfs/<CID>: never the site's own origin. "
+             "compose.prod.yaml sets https://ipfs.<SITE_ADDRESS>, which Caddy serves; `/` (this "
+             "site) redirects there; development's .env names the dev gateway.",
     ),
     Variable(
         "IPFS_MAX_UPLOAD_SIZE", COUNT, default="52428800",

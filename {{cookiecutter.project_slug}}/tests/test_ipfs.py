@@ -1,7 +1,9 @@
 """Files on IPFS, against a real Kubo node: IPFS_API_URL (compose's `ipfs` service, or one
 you start: README, "Media on IPFS")."""
 
+import secrets
 import socket
+import threading
 from urllib.parse import urlencode
 
 import httpx
@@ -10,6 +12,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection, transaction
 from django.urls import reverse
 from hypothesis import given
 from hypothesis import strategies as st
@@ -116,11 +119,22 @@ def test_signing_in_comes_first(client):
     assert response["Location"].startswith(reverse("login"))
 
 
+def held(storage, cid):
+    """Whether the node has the content itself: one that has not looks for it on the network,
+    where nobody has these random bytes, until the call's timeout."""
+    response = httpx.post(f"{storage.api_url}/api/v0/cat", params={"arg": cid, "timeout": "2s"},
+                          timeout=30)
+    if response.status_code == 500 and "deadline exceeded" in response.json()["Message"]:
+        return False
+    response.raise_for_status()
+    return True
+
+
 @pytest.mark.django_db
 def test_the_same_bytes_twice_share_one_cid_kept_until_the_last_row_goes(
         client, member, storage, django_capture_on_commit_callbacks):
-    data = b"the same bytes, uploaded twice"
-    for name in ("first.txt", "second.txt"):
+    data = secrets.token_bytes(300_000)  # more than one block, shared with nothing else
+    for name in ("first.bin", "second.bin"):
         client.post(reverse("upload-create"), {"file": SimpleUploadedFile(name, data)})
     first, second = Upload.objects.order_by("created")
     assert first.cid == second.cid
@@ -128,9 +142,51 @@ def test_the_same_bytes_twice_share_one_cid_kept_until_the_last_row_goes(
     with django_capture_on_commit_callbacks(execute=True):
         first.delete()
     assert pinned(storage, second.cid)
+    assert held(storage, second.cid)
     with django_capture_on_commit_callbacks(execute=True):
         Upload.objects.all().delete()  # the admin's bulk delete
     assert not pinned(storage, second.cid)
+    # Collected: gone from the node, not just unpinned.
+    assert not held(storage, second.cid)
+
+
+def test_deleting_a_file_collects_it_and_keeps_what_is_pinned(storage):
+    kept, dropped = (storage.save(name, ContentFile(secrets.token_bytes(1000)))
+                     for name in ("kept.bin", "dropped.bin"))
+    storage.delete(dropped)
+    assert not storage.exists(dropped)
+    assert not held(storage, dropped.partition("/")[0])
+    assert held(storage, kept.partition("/")[0])
+    storage.delete(dropped)  # again: nothing left to do, no error
+
+
+def release_on_its_own_connection(cid):
+    try:
+        Upload.release(cid)
+    finally:
+        connection.close()  # this thread's
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_release_waits_for_an_upload_of_the_same_bytes_in_flight(storage):
+    """The last row of a CID goes while another upload of the same bytes is being saved: the
+    release counts the rows only once that upload's row is committed, so it keeps the pin."""
+    data = secrets.token_bytes(1000)
+    gone = Upload(file=SimpleUploadedFile("gone.bin", data))
+    gone.save()
+    gone.delete()  # committed at once (no transaction): released, the content collected
+    assert not pinned(storage, gone.cid)
+    with transaction.atomic():
+        again = Upload(file=SimpleUploadedFile("again.bin", data))
+        again.save()  # pinned; its row not committed yet
+        releasing = threading.Thread(target=release_on_its_own_connection, args=[again.cid])
+        releasing.start()
+        releasing.join(timeout=1)
+        assert releasing.is_alive()  # waiting for the upload's transaction
+    releasing.join(timeout=30)
+    assert not releasing.is_alive()
+    assert pinned(storage, again.cid)
+    assert held(storage, again.cid)
 
 
 @pytest.mark.django_db

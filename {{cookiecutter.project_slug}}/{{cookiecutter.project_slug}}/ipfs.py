@@ -7,6 +7,7 @@ gateway or from any IPFS node that has it. Everything on IPFS is public to whoev
 """
 
 import functools
+import json
 import re
 import tempfile
 from urllib.parse import quote
@@ -127,13 +128,43 @@ class KuboStorage(Storage):
         return True
 
     def delete(self, name):
-        """Unpin: the node may then drop the content (other nodes may still have it). Callers
-        count references first: the same content may be saved under more than one row."""
+        """Unpin, then collect: the node no longer holds or serves the content (other nodes may
+        still have it). Callers count references first: the same content may be saved under
+        more than one row."""
+        self.unpin(name)
+        self.collect()
+
+    def unpin(self, name):
+        """Let the node drop the content at its next garbage collection."""
         try:
             self._call("pin/rm", params={"arg": cid_of(name)})
         except NodeError as error:
             if "not pinned" not in str(error):
                 raise
+
+    def collect(self):
+        """Garbage-collect the node (Kubo's `repo gc`): every block no pin reaches is deleted,
+        and the gateway answers 404 for it (scripts/ipfs-config.sh: Gateway.NoFetch). Content
+        being added is safe: Kubo adds and pins under the lock GC takes. Returns how many blocks
+        went; NodeError if the node reported an error for some of them."""
+        removed, errors = 0, []
+        response = self._call("repo/gc", stream=True, params={"stream-errors": "true"})
+        try:
+            for line in response.iter_lines():
+                if not line.strip():
+                    continue
+                answer = json.loads(line)
+                if answer.get("Error"):
+                    errors.append(answer["Error"])
+                elif answer.get("Key"):
+                    removed += 1
+        except httpx.TransportError as error:
+            raise NodeUnavailable("the IPFS node stopped answering repo/gc") from error
+        finally:
+            response.close()
+        if errors:
+            raise NodeError(f"the IPFS node's garbage collection failed: {'; '.join(errors)}")
+        return removed
 
     def url(self, name):
         cid, _, filename = name.partition("/")

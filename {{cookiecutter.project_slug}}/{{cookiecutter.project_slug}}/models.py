@@ -118,7 +118,8 @@ class Note(ShortUUIDModel):
 class Upload(ShortUUIDModel):
     """A file kept on IPFS (README: Media on IPFS): saving the row first adds and pins the file
     on the node, so a row always has its content. Rows with the same content share one CID,
-    stored once; deleting the last of them unpins it."""
+    stored once; deleting the last of them unpins it and has the node collect it, so the site
+    no longer serves it."""
 
     file = models.FileField(storage=ipfs_storage, max_length=255)
     cid = models.CharField("CID", max_length=100, db_index=True, editable=False)
@@ -139,32 +140,65 @@ class Upload(ShortUUIDModel):
 
     def save(self, **kwargs):
         if self.file and not self.file._committed:
+            using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
             upload = self.file.file
             self.content_type = getattr(upload, "content_type", None) \
                 or mimetypes.guess_type(self.file.name)[0] or "application/octet-stream"
-            self.file.save(self.file.name, upload, save=False)  # raises OSError if the node fails
-            self.cid, self.size = cid_of(self.file.name), upload.size
             try:
-                return super().save(**kwargs)
+                with transaction.atomic(using=using):
+                    _lock_pins(using, shared=True)  # until the row is committed: see release()
+                    self.file.save(self.file.name, upload, save=False)  # OSError: node failed
+                    self.cid, self.size = cid_of(self.file.name), upload.size
+                    return super().save(**kwargs)
             except Exception:
-                with contextlib.suppress(Exception):  # the database's error is the one to see
-                    self.release(self.cid)  # no row, so no pin that nothing references
+                if self.cid:
+                    with contextlib.suppress(Exception):  # the database's error is the one to see
+                        self.release(self.cid, using)  # no row, so no pin that nothing references
                 raise
         return super().save(**kwargs)
 
     @classmethod
-    def release(cls, cid):
-        """Unpin a CID once no row references it. A node that fails leaves the pin (content
-        kept, not lost), which the log reports."""
-        if not cls.objects.filter(cid=cid).exists():
+    def release(cls, cid, using=None):
+        """Once no row references a CID: unpin it, then collect the node's garbage, so that the
+        node no longer holds, serves or announces it. A node that fails keeps the content (not
+        lost), which the log reports; the next collection takes what was unpinned."""
+        using = using or router.db_for_write(cls)
+        with transaction.atomic(using=using):
+            # Alone while it counts and unpins: an upload of the same bytes in flight has pinned
+            # them again and will reference them, so it waits for its row to be committed.
+            _lock_pins(using, shared=False)
+            if cls.objects.using(using).filter(cid=cid).exists():
+                return
             try:
-                ipfs_storage().delete(cid)
+                ipfs_storage().unpin(cid)
             except OSError as error:
                 logger.warning("%s stays pinned: %s", cid, error)
+                return
+        # Outside the lock: collection can take a while on a large node, and it cannot take
+        # what uploads add meanwhile (Kubo adds and pins them under its own GC lock).
+        try:
+            removed = ipfs_storage().collect()
+        except OSError as error:
+            logger.warning("%s is unpinned but not collected yet: %s", cid, error)
+        else:
+            logger.info("%s unpinned; garbage collection removed %d blocks", cid, removed)
+
+
+# The PostgreSQL advisory lock that orders pins against rows: a 64-bit number this database
+# uses for nothing else.
+PINS_LOCK = int.from_bytes(b"ipfspins")
+
+
+def _lock_pins(using, shared):
+    """Until the end of the current transaction: shared by uploads being saved, alone for a
+    release (Upload.release)."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(f"SELECT pg_advisory_xact_lock{'_shared' if shared else ''}(%s)",
+                       [PINS_LOCK])
 
 
 @receiver(post_delete, sender=Upload)
 def unpin_unreferenced(sender, instance, using, **kwargs):
     """After any delete (the admin's bulk one too), once it is committed."""
-    transaction.on_commit(lambda: Upload.release(instance.cid), using=using)
+    transaction.on_commit(lambda: Upload.release(instance.cid, using), using=using)
 {%- endif %}
