@@ -108,7 +108,7 @@ STORAGES = {
     # IPFS). A node slower than `timeout` seconds fails the upload, cleanly.
     "ipfs": {"BACKEND": "{{ cookiecutter.project_slug }}.ipfs.KuboStorage",
              "OPTIONS": {"api_url": ENV["IPFS_API_URL"], "gateway_url": ENV["IPFS_GATEWAY_URL"],
-                         "timeout": 30}},
+                         "auth": ENV["IPFS_API_AUTH"] or None, "timeout": 30}},
 {%- endif %}
 }
 # Only the hashed copies: pages name nothing else, and it halves the image's static files and
