@@ -227,12 +227,12 @@ def allowed(objects, target, direction):
             for peer in peers:
                 if peer == "anywhere":
                     name = peer
-                elif "namespaceSelector" in peer:
-                    name = ("namespace", peer["namespaceSelector"]["matchLabels"][
-                        "kubernetes.io/metadata.name"])
-                else:
-                    name = ("pods", peer["podSelector"]["matchLabels"][
-                        "app.kubernetes.io/component"])
+                elif "namespaceSelector" in peer:  # {}: every namespace
+                    name = ("namespace", peer["namespaceSelector"].get("matchLabels", {}).get(
+                        "kubernetes.io/metadata.name", "every"))
+                else:  # {}: every pod
+                    name = ("pods", peer["podSelector"].get("matchLabels", {}).get(
+                        "app.kubernetes.io/component", "every"))
                 for port in rule.get("ports") or [{"port": "any"}]:
                     found.add((name, container_port(pod, port["port"])))
     return found
