@@ -303,7 +303,8 @@ def swarm_mode():
         docker("swarm", "init", "--advertise-addr", "127.0.0.1")
         try:
             # The IPFS node's placement (README: the node that keeps its repo is labelled).
-            docker("node", "update", "--label-add", "ipfs=true", "self")
+            node = docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
+            docker("node", "update", "--label-add", "ipfs=true", node)
             yield
         finally:
             docker("swarm", "leave", "--force", check=False)
