@@ -25,7 +25,7 @@ def objects(tmp_path_factory):
     """{(kind, name): object} of the rendered overlay, with the example secrets."""
     root = tmp_path_factory.mktemp("project")
     copy = shutil.copytree(KUBERNETES, root / "deploy" / "kubernetes")
-    shutil.copytree(PROJECT / "scripts", root / "scripts")  # the IPFS node's init script, if any
+    shutil.copytree(PROJECT / "scripts", root / "scripts")  # kustomizations may name it
     shutil.copy(copy / OVERLAY / "secrets.env.example", copy / OVERLAY / "secrets.env")
     rendered = subprocess.run(["kustomize", "build", str(copy / OVERLAY)], capture_output=True,
                               text=True, check=True).stdout
@@ -261,9 +261,4 @@ def test_the_ingress_routes_ipfs_to_the_gateway(objects, node):
     entry = next(entry for entry in service["spec"]["ports"]
                  if entry["name"] == backend["port"]["name"])
     assert container_port(node["spec"]["template"]["spec"], entry["targetPort"]) == 8080
-{%- else %}
-
-
-def test_no_trace_of_ipfs(objects):
-    assert "ipfs" not in yaml.safe_dump_all(list(objects.values())).lower()
 {%- endif %}
