@@ -42,7 +42,8 @@ def write_production_env(project, extra=""):
     (project / ".env").write_text(
         f"SECRET_KEY={secrets.token_urlsafe(64)}\nALLOWED_HOSTS=localhost\n"
         "EMAIL_URL=smtp://mail.invalid\n"  # nothing is mailed in a benchmark
-        f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}\nSITE_ADDRESS=localhost\n{extra}")
+        f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}\n"
+        f"POSTGRES_APP_PASSWORD={secrets.token_urlsafe(24)}\nSITE_ADDRESS=localhost\n{extra}")
 
 
 def use_fresh_cache_mounts(dockerfile, run_id):

@@ -24,6 +24,8 @@ def write_env_file(path):
         "# Docker Compose: the same password for the database it starts (compose builds the\n"
         "# containers' DATABASE_URL from it), and your IDs for the development container.\n"
         f"POSTGRES_PASSWORD={database_password}\n"
+        "# Production only (compose.prod.yaml): the app's own database role, not a superuser.\n"
+        f"POSTGRES_APP_PASSWORD={secrets.token_urlsafe(24)}\n"
         f"HOST_UID={getattr(os, 'getuid', lambda: 1000)()}\n"
         f"HOST_GID={getattr(os, 'getgid', lambda: 1000)()}\n"
         + ("# Links to uploads point at the development gateway (production: the site's own).\n"

@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -241,10 +242,11 @@ def test_restore_refuses_bad_input_and_changes_nothing(stack, project):
         assert message in refusal(stack, "restore", name, "--force"), name
     assert "checksum did NOT match" in refusal(stack, "restore", "2001-01-01T000000Z")
 
-    # A sound archive that fails half-way (an owner this server lacks): the database is kept.
+    # A sound archive that fails half-way (a grant to a role this server lacks): the database
+    # is kept.
     psql = ["db", "psql", "--username", slug, "--dbname", slug, "--command"]
     stack.exec(*psql, "CREATE ROLE ghost; CREATE TABLE haunted (n int); "
-                      "ALTER TABLE haunted OWNER TO ghost")
+                      "GRANT SELECT ON haunted TO ghost")
     (haunted,) = BACKUP_OUTPUT.findall(backup(stack, "now").stdout)
     stack.exec(*psql, "DROP TABLE haunted; DROP ROLE ghost")
     failed = refusal(stack, "restore", haunted, "--force")
@@ -296,11 +298,49 @@ def test_restore_force_replaces_a_database_in_place(stack, project):
     count_notes = f"from {slug}.models import Note; print(Note.objects.count())"
     notes = shell(stack, count_notes)
     (taken,) = BACKUP_OUTPUT.findall(backup(stack, "now").stdout)
-    shell(stack, f"from {slug}.models import Note; Note.objects.create(title='after the backup')")
+    title = f"after the backup {secrets.token_hex(4)}"
+    shell(stack, f"from {slug}.models import Note; Note.objects.create(title={title!r})")
     stack.compose("stop", "web")
-    assert f"restored {taken} " in backup(stack, "restore", taken, "--force").stdout
+    restored = backup(stack, "restore", taken, "--force").stdout
+    assert f"restored {taken} " in restored
     stack.up()
     assert shell(stack, count_notes) == notes
+
+    # The database it replaced is still there, renamed, with the note written after the backup,
+    # and the command that drops it.
+    kept, = re.findall(rf"the database it replaced is kept as ({slug}__replaced_\d{{8}}T\d{{6}}Z)"
+                       r"; once you no longer need it:$", restored, re.MULTILINE)
+    drop = f"docker compose -f compose.prod.yaml exec db dropdb --username={slug} {kept}"
+    assert f"\n  {drop}\n" in restored, restored
+    psql = ["db", "psql", "--username", slug, "--tuples-only", "--dbname"]
+    assert stack.exec(*psql, kept, "--command", f"SELECT count(*) FROM {slug}_note WHERE "
+                      f"title = '{title}'").stdout.strip() == "1"
+    stack.exec(*drop.split()[5:])  # as printed, less `docker compose -f …`
+    assert kept not in stack.exec(*psql, slug, "--command",
+                                  "SELECT datname FROM pg_database").stdout
+
+
+def test_the_app_connects_as_a_role_that_is_not_a_superuser(stack, project):
+    slug = project.slug
+    assert shell(stack, (
+        "from django.db import connection; cursor = connection.cursor(); "
+        "cursor.execute('SELECT current_user, rolsuper FROM pg_roles "
+        "WHERE rolname = current_user'); print(*cursor.fetchone())")) == f"{slug}_app False"
+    psql = ["db", "psql", "--username", slug, "--dbname", slug, "--tuples-only", "--command"]
+    assert stack.exec(*psql, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+                      ).stdout.strip() == "t"  # the backup service's role
+    owners = "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
+    assert stack.exec(*psql, owners).stdout.split() == [f"{slug}_app"]
+    # A database created before the app's role (CHANGELOG: the manual step): a table of the
+    # superuser's, given to the app's role by the script the image ran at creation.
+    stack.exec(*psql, "CREATE TABLE legacy (n serial PRIMARY KEY)")
+    stack.exec("db", "bash", "/docker-entrypoint-initdb.d/app-role.sh")
+    assert stack.exec(*psql, owners).stdout.split() == [f"{slug}_app"]
+    assert shell(stack, (
+        "from django.db import connection; cursor = connection.cursor(); "
+        "cursor.execute('INSERT INTO legacy DEFAULT VALUES RETURNING n'); "
+        "print(cursor.fetchone()[0])")) == "1"
+    stack.exec(*psql, "DROP TABLE legacy")
 
 
 def test_retention_keeps_the_newest_of_each_day_and_week(stack):
@@ -345,17 +385,105 @@ def test_the_service_backs_up_once_a_day_and_prunes(stack):
     logs = stack.compose("logs", "--no-log-prefix", "backup").stdout
     assert "pruned 2001-01-01T030000Z" in logs and "pruned 2001-01-02T030000Z" in logs
     assert health(stack)["backup"] == ("running", "healthy", 0)
-    assert stack.exec("backup", "bash", "/backup.sh", "health", check=False).returncode == 0
+    checked = stack.exec("backup", "bash", "/backup.sh", "health", check=False)
+    assert checked.returncode == 0
+    assert checked.stdout.startswith(f"healthy: the newest backup, {kept[1]}, is 0 hours old"), \
+        checked.stdout
 
-    # A day whose backup fails: reported by the health check (and retried every minute).
+
+def backup_named(seconds_ago):
+    return datetime.fromtimestamp(time.time() - seconds_ago, UTC).strftime("%Y-%m-%dT%H%M%SZ")
+
+
+def test_health_is_the_age_of_the_newest_backup(stack):
+    """Not the last attempt's status: days whose backups fail (or hang, and so never report)
+    show as unhealthy once the newest backup is 26 hours old, with the reason."""
+    empty_backups(stack)
+    (seed,) = BACKUP_OUTPUT.findall(backup(stack, "now").stdout)
     stack.compose("stop", "backup")
-    shutil.rmtree(stack.path / "backups" / kept[1])
+    # Backed up 26 hours ago, less 15 seconds: healthy for 15 more seconds.
+    started = time.monotonic()
+    newest = (stack.path / "backups" / seed).rename(
+        stack.path / "backups" / backup_named(26 * 3600 - 15))
+    # Every attempt fails from now on (and is retried every minute).
     (stack.path / "backups").chmod(0o500)
     try:
-        execute(stack.command("up", "--detach", "backup"), stack.path, stack.env | scheduled)
-        eventually(lambda: stack.exec("backup", "bash", "/backup.sh", "health",
-                                      check=False).returncode == 1, timeout=30)
+        execute(stack.command("up", "--detach", "backup"), stack.path, stack.env)
+        check = ["backup", "bash", "/backup.sh", "health"]
+        healthy = stack.exec(*check, check=False)
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        assert f"healthy: the newest backup, {newest.name}, is 25 hours old" in healthy.stdout
+        stale = eventually(lambda: (lambda result: result.returncode == 1 and result)(
+            stack.exec(*check, check=False)), timeout=30, interval=0.2)
+        flipped = time.monotonic() - started - 15
+        assert -1.5 < flipped < 3, flipped  # names are to the second
+        print(f"FIGURE backup health flipped {flipped:.1f} s after the newest backup turned 26 h")
+        assert f"backup: unhealthy: the newest backup, {newest.name}, is 26 hours old (limit: " \
+            "under 26); the last attempt failed at " in stale.stderr, stale.stderr
         assert "cannot write to ./backups" in stack.compose("logs", "backup").stdout
+        # Docker's view: one failed check a minute makes it unhealthy.
+        eventually(lambda: health(stack)["backup"][1] == "unhealthy", timeout=90, interval=1)
+        docker_flipped = time.monotonic() - started - 15
+        assert docker_flipped < 75, docker_flipped
+        print(f"FIGURE docker compose ps shows the backup service unhealthy {docker_flipped:.0f} s "
+              "after the newest backup turned 26 h")
     finally:
         (stack.path / "backups").chmod(0o755)
         stack.compose("stop", "backup")
+
+
+@pytest.fixture
+def stalled(stack):
+    """The host name of a server on the stack's networks that accepts connections (the kernel
+    completes them) and never answers."""
+    name = f"{stack.name}-stalled"
+    networks = list(stack.inspect("db")["NetworkSettings"]["Networks"])
+    docker("run", "--detach", "--rm", "--name", name, "--network", networks[0],
+           "--network-alias", "stalled", "python:3.13-slim", "python", "-c",
+           "import socket, time; server = socket.create_server(('', 5001)); time.sleep(3600)")
+    try:
+        for network in networks[1:]:
+            docker("network", "connect", "--alias", "stalled", network, name)
+        yield "stalled"
+    finally:
+        docker("rm", "--force", name, check=False)
+
+
+def test_a_server_that_never_answers_fails_the_backup_in_time(stack, stalled):
+    before = sorted(path.name for path in (stack.path / "backups").iterdir())
+    started = time.monotonic()
+    message = refusal(stack, "now", options=["--env", f"IPFS_API_URL=http://{stalled}:5001"])
+    waited = time.monotonic() - started
+    assert f"the IPFS node at http://{stalled}:5001: pin/ls failed: curl: (28) Operation too " \
+        "slow. Less than 1 bytes/sec transferred the last 30 seconds" in message, message
+    assert 30 <= waited < 50, waited
+    print(f"FIGURE a node that never answers fails the backup after {waited:.1f} s")
+
+    started = time.monotonic()
+    message = refusal(stack, "now", options=["--env", f"PGHOST={stalled}", "--env", "PGPORT=5001"])
+    waited = time.monotonic() - started
+    assert "timeout expired" in message and "pg_dump failed: no backup was written" in message, \
+        message
+    assert 10 <= waited < 25, waited
+    print(f"FIGURE a database that never answers fails the backup after {waited:.1f} s")
+    assert sorted(path.name for path in (stack.path / "backups").iterdir()) == before
+
+
+def test_a_damaged_linked_copy_is_read_from_the_node_again(stack, project):
+    content = f"linked, then damaged {secrets.token_hex(8)}"
+    _, cid = add_upload(stack, project.slug, content)
+    (first,) = BACKUP_OUTPUT.findall(backup(stack, "now").stdout)
+    copy = stack.path / "backups" / first / "ipfs" / cid
+    copy.write_bytes(b"X" + copy.read_bytes()[1:])  # in place: every link to it changes
+    result = backup(stack, "now")
+    (second,) = BACKUP_OUTPUT.findall(result.stdout)
+    (saved, fetched, linked), = IPFS_OUTPUT.findall(result.stdout)
+    assert int(fetched) == 1 and int(saved) == int(fetched) + int(linked), result.stdout
+    assert f"ipfs/{cid} in {first} no longer matches its checksum (damaged): read from the " \
+        f"node again; {first} and the backups that share the copy stay damaged" in result.stderr
+    again = stack.path / "backups" / second / "ipfs" / cid
+    assert again.read_text() == content and again.stat().st_ino != copy.stat().st_ino
+    shutil.rmtree(stack.path / "backups" / first)
+    # The next backup links the good copy again.
+    result = backup(stack, "now")
+    assert IPFS_OUTPUT.findall(result.stdout) == [(saved, "0", saved)], result.stdout

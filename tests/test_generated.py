@@ -3,11 +3,12 @@
 import re
 import secrets
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import generate, option_combinations, run, tool_environment
+from conftest import TEMPLATE, generate, option_combinations, run, tool_environment
 
 COMBINATIONS = [
     pytest.param(answers, id=f"combination{number}",
@@ -155,3 +156,54 @@ def test_a_bad_environment_stops_manage_py_with_every_problem_named(project):
     for problem in ("DEBUG: not a boolean", "SECRET_KEY: still the placeholder",
                     "SECURE_HSTS_SECONDS: not a whole number"):
         assert problem in result.stderr
+
+
+@pytest.fixture(scope="module")
+def localhost_project(tmp_path_factory):
+    """The default project for domain_name=localhost, which the hook accepts (a local-only site)."""
+    path = generate(tmp_path_factory.mktemp("localhost"), domain_name="localhost")
+    run(["uv", "sync", "--locked", "--quiet"], cwd=path)
+    return path
+
+
+def dockerfile_build_environment(project):
+    """The placeholders the Dockerfile's `static` stage gives `collectstatic` (production
+    settings, DEBUG off), read from the Dockerfile itself."""
+    instructions = re.split(r"\n(?=[A-Z]+ )", (project / "Dockerfile").read_text().replace(
+        "\\\n", " "))
+    (collect,) = [line for line in instructions if line.startswith("RUN ")
+                  and "manage.py collectstatic" in line]
+    return dict(re.findall(r"\b([A-Z_]+)=(\S+)", collect.split("python manage.py")[0]))
+
+
+@pytest.mark.xdist_group("localhost")
+def test_a_localhost_project_loads_production_settings_as_the_image_build_does(
+        localhost_project, tmp_path):
+    """The prod image's build runs collectstatic with production settings: their sender address
+    (noreply@localhost) must pass, as Django's own EmailValidator lets it."""
+    build_env = dockerfile_build_environment(localhost_project)
+    assert build_env["DEBUG"] == "false"
+    run(["uv", "run", "--locked", "python", "manage.py", "collectstatic", "--noinput",
+         "--verbosity", "0"], cwd=localhost_project,
+        env=tool_environment() | build_env | {"HOME": str(tmp_path)})
+    assert any((localhost_project / "staticfiles").rglob("*.css.br"))
+
+
+@pytest.mark.xdist_group("localhost")
+def test_the_hook_accepts_a_domain_only_where_django_accepts_its_sender(localhost_project,
+                                                                        tmp_path):
+    """Every domain the hook accepts gives noreply@<domain>, DEFAULT_FROM_EMAIL's default, that
+    Django's EmailValidator accepts; every one it refuses for that reason, Django refuses."""
+    domains = ["localhost", "example.com", "a.b.example.co.uk", "xn--bcher-kva.example",
+               "ex-ample.museum", "intranet", "10.0.0.1", "example.c", "example.123",
+               "example.co-", "example.xn--p1ai", "x.y"]
+    probe = ("import sys\nfrom django.core.validators import validate_email\n"
+             "for domain in sys.argv[1:]:\n"
+             "    try:\n        validate_email(f'noreply@{domain}')\n"
+             "    except Exception:\n        continue\n    print(domain)\n")
+    django_accepts = run(["uv", "run", "--locked", "python", "-c", probe, *domains],
+                         cwd=localhost_project).stdout.split()
+    hook_accepts = [domain for domain in domains if subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE), "-o", str(tmp_path / domain), f"domain_name={domain}"],
+        capture_output=True, text=True, env=tool_environment(), check=False).returncode == 0]
+    assert hook_accepts == django_accepts

@@ -32,6 +32,9 @@ REFUSED = [
     ({"domain_name": "-bad.example.com"}, "domain_name '-bad.example.com' is not a well-formed"),
     ({"domain_name": "Example.com"}, "domain_name 'Example.com' is not a well-formed lowercase"),
     ({"domain_name": "example..com"}, "domain_name 'example..com' is not a well-formed"),
+    ({"domain_name": "intranet"}, "domain_name 'intranet' has no top-level domain like .com"),
+    ({"domain_name": "10.0.0.1"}, "domain_name '10.0.0.1' has no top-level domain like .com"),
+    ({"domain_name": "example.c"}, "domain_name 'example.c' has no top-level domain like .com"),
     ({"timezone": "Mars/Olympus_Mons"}, "timezone 'Mars/Olympus_Mons' is not a time zone"),
     ({"timezone": "../../etc/passwd"}, "timezone '../../etc/passwd' is not a time zone"),
     ({"timezone": ""}, "timezone '' is not a time zone"),
@@ -87,3 +90,32 @@ def test_pairwise_covers_every_pair_of_choices():
 def test_few_choices_are_all_combined():
     questions = {"project_name": "x", "license": ["MIT", "BSD-3-Clause", "Proprietary"]}
     assert [c["license"] for c in option_combinations(questions)] == questions["license"]
+
+
+@pytest.mark.parametrize(("field", "text"), [
+    ("project_name", "Shop {{ request.user.password }}"),
+    ("project_name", "Shop {% debug %}"),
+    ("description", "Notes {# and more"),
+    ("author_name", "Jane {{ 7|add:1 }} Doe"),
+])
+def test_an_answer_with_template_code_is_refused(tmp_path, field, text):
+    # Answers given on the command line are rendered by cookiecutter (Jinja) before the hook
+    # sees them: `raw` passes the text through as typed at the prompt.
+    result = cookiecutter_cli(tmp_path, {field: f"{{% raw %}}{text}{{% endraw %}}",
+                                         "project_slug": "shop"})
+    assert result.returncode != 0
+    marker = next(marker for marker in ("{{", "{%", "{#") if marker in text)
+    assert f"ERROR: {field} {text!r} contains {marker!r}, which starts template code in the " \
+           "generated pages: leave it out" in result.stderr, result.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_answer_typed_at_the_prompt_with_template_code_is_refused(tmp_path):
+    # At the prompt nothing is rendered: the text reaches the hook as typed.
+    result = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", str(TEMPLATE), "-o", str(tmp_path)],
+        input="Shop {{ request }}\nshop\n" + "\n" * 20, text=True, capture_output=True,
+        check=False)
+    assert result.returncode != 0
+    assert "ERROR: project_name 'Shop {{ request }}' contains '{{'" in result.stderr
+    assert list(tmp_path.iterdir()) == []

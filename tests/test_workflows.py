@@ -7,6 +7,7 @@ comment, the same SHA for an action everywhere, `permissions: {}` at the top and
 checkout without persisted credentials. Every tool installs from PyPI and runs offline.
 """
 
+import json
 import re
 import subprocess
 import sys
@@ -252,16 +253,20 @@ def test_ci_runs_once_per_push_pull_requests_and_main_only(roots):
 
 
 def test_one_uv_version_everywhere(roots, workflows, projects):
-    """pyproject.toml's required-version is the only place a uv version is written: uv itself
-    enforces it, setup-uv reads it, and so do .ci/run and the Dockerfile."""
+    """pyproject.toml's required-version is the only place a uv version is written: a floor, so
+    that newer uv (yours, Dependabot's) still runs; setup-uv installs that floor exactly
+    (resolution-strategy: lowest), and so do .ci/run and the Dockerfile."""
     required = {tomllib.loads((root / "pyproject.toml").read_text())["tool"]["uv"]
                 ["required-version"] for root in roots}
-    assert len(required) == 1 and re.fullmatch(r"==\d+\.\d+\.\d+", *required), required
-    version = required.pop().removeprefix("==")
-    setup_steps = [step for path in workflows for job in load(path)["jobs"].values()
-                   for step in job["steps"] if "/setup-uv@" in step.get("uses", "")]
+    assert len(required) == 1 and re.fullmatch(r">=\d+\.\d+\.\d+", *required), required
+    version = required.pop().removeprefix(">=")
+    setup_steps = {(path.name, job_name): step for path in workflows
+                   for job_name, job in load(path)["jobs"].items() for step in job["steps"]
+                   if "/setup-uv@" in step.get("uses", "")}
     assert len(setup_steps) >= 4
-    assert all(step["with"]["version-file"] == "pyproject.toml" for step in setup_steps)
+    floors = {where: step["with"] for where, step in setup_steps.items()}
+    assert all(inputs["version-file"] == "pyproject.toml"
+               and inputs["resolution-strategy"] == "lowest" for inputs in floors.values()), floors
     assert version not in (TEMPLATE / ".ci/run").read_text()
     for project in projects:
         dockerfile = (project / "Dockerfile").read_text()
@@ -293,3 +298,64 @@ def test_the_image_and_the_rebuild_check_ask_apt_the_same_question(projects):
             "apt-get upgrade --yes --with-new-pkgs \\"}, project.name
         assert re.findall(r"apt-get --simulate .*upgrade", check) == [
             "apt-get --simulate --with-new-pkgs upgrade"], project.name
+
+
+def test_the_weekly_rebuild_publishes_only_from_the_default_branch(projects):
+    """The schedule runs on the default branch; a manual run can start from any branch, whose
+    image must not become :latest. It decides, says it publishes nothing, and stops."""
+    for project in projects:
+        jobs = load(project / ".github/workflows/security-rebuild.yml")["jobs"]
+        guard = "github.ref == format('refs/heads/{0}', github.event.repository.default_branch)"
+        condition = " ".join(jobs["rebuild"]["if"].split())
+        assert condition == (f"(github.event_name == 'schedule' || {guard}) && "
+                             "(needs.decide.outputs.due == 'true' || inputs.force)"), condition
+        notice = next(step for step in jobs["decide"]["steps"] if "if" in step)
+        # A scheduled run's event has no repository (so no default_branch to compare).
+        assert notice["if"] == f"github.event_name != 'schedule' && {guard.replace('==', '!=')}"
+        assert "::notice::" in notice["run"] and "publishes nothing" in notice["name"]
+        assert "report" in jobs and "rebuild" in jobs["report"]["needs"]
+
+
+def test_the_weekly_rebuild_labels_its_image_as_ci_publishes_it(projects, tmp_path):
+    """source and revision (and the rest of metadata-action's labels) reach the rebuild's build:
+    the same action with the same inputs as CI's publish job, its labels handed to images.py
+    one --label each. The rebuild step's script runs here with a python3 that records its
+    arguments (the build itself: scripts/tests/test_rebuild.py)."""
+    project = projects[0]
+    publish = load(project / ".github/workflows/ci.yml")["jobs"]["publish"]["steps"]
+    steps = load(project / ".github/workflows/security-rebuild.yml")["jobs"]["rebuild"]["steps"]
+    ci_meta = next(step for step in publish if step.get("id") == "meta")
+    meta = next(step for step in steps if step.get("id") == "meta")
+    assert meta["uses"] == ci_meta["uses"]
+    assert meta["with"] == {name: value for name, value in ci_meta["with"].items()
+                            if name != "labels"}  # CI adds the base labels; images.py does here
+    step = next(step for step in steps if step.get("id") == "rebuild")
+    assert steps.index(meta) < steps.index(step)
+    assert step["env"] == {"OCI_LABELS": "${{ steps.meta.outputs.labels }}"}
+
+    bin_dir, recorded = tmp_path / "bin", tmp_path / "arguments.json"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(recorded)!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
+    (bin_dir / "python3").chmod(0o755)
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    subprocess.run(["git", "init", "--quiet"], cwd=workspace, check=True)
+    # metadata-action's `labels` output: one NAME=VALUE a line (values may hold spaces).
+    given = ["org.opencontainers.image.title=app",
+             "org.opencontainers.image.description=Orders and refunds, more",
+             "org.opencontainers.image.source=https://github.com/Org/App",
+             "org.opencontainers.image.revision=0123456789abcdef0123456789abcdef01234567"]
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]], cwd=workspace,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "GITHUB_REPOSITORY": "Org/App",
+             "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+             "OCI_LABELS": "\n".join(given) + "\n"},
+        text=True, capture_output=True, check=False, timeout=60)
+    assert result.returncode == 0, failure(result)
+    assert json.loads(recorded.read_text()) == [
+        "scripts/images.py", "rebuild", "--force", "--no-audit", "--image",
+        "ghcr.io/org/app:latest", *(part for label in given for part in ("--label", label))]
+    # The pin it moved is not committed: the summary says what follows from that.
+    assert "Not committed by this run" in (tmp_path / "summary").read_text()

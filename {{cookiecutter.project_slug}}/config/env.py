@@ -21,6 +21,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import dj_database_url
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from schema import And, Schema, SchemaError, Use
 
 # The value .env.example shows for anything secret. Seeing it at start-up means a copy of
@@ -112,6 +114,15 @@ def parse_email_url(text):
     }}
 
 
+def is_email_address(text):
+    """What Django's own EmailValidator accepts (noreply@localhost too), no more, no less."""
+    try:
+        validate_email(text)
+    except ValidationError:
+        return False
+    return True
+
+
 {%- if cookiecutter.ipfs == "yes" %}
 
 
@@ -174,8 +185,7 @@ EMAIL_URL = Type("mail URL", Schema(Use(
     error="not a mail URL like smtp://user:password@mail.example.com:587 or console:",
 )))
 EMAIL_ADDRESS = Type("email address", Schema(And(
-    str, lambda text: re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text),
-    error="not an email address like noreply@example.com",
+    str, is_email_address, error="not an email address like noreply@example.com",
 )))
 HOST_NAME = Type("host name", Schema(Use(
     parse_host_name, error="not a single host name like example.com",
@@ -257,6 +267,25 @@ VARIABLES = (
              "applies when DEBUG is off.",
     ),
     Variable(
+        "SECURE_HSTS_PRELOAD", BOOLEAN, default="false",
+        help="Ask browsers to preload HTTPS-only for this domain and its subdomains "
+             "(Strict-Transport-Security preload). Opt-in: leaving the preload list takes months.",
+    ),
+    Variable(
+        "LOGIN_FAILURE_LIMIT", COUNT, default="10",
+        help="Failed sign-ins (site and admin) allowed per account, and per client address, "
+             "before it is locked for LOGIN_LOCKOUT_MINUTES.",
+    ),
+    Variable(
+        "LOGIN_LOCKOUT_MINUTES", COUNT, default="15",
+        help="How long failed sign-ins count, and how long a lock lasts after the last one.",
+    ),
+    Variable(
+        "PASSWORD_RESET_LIMIT", COUNT, default="5",
+        help="Password-reset mails an hour per email address and per client address "
+             "(per gunicorn worker).",
+    ),
+    Variable(
         "EMAIL_URL", EMAIL_URL, default="console:", required_in_production=True, secret=True,
         production_schema=Schema(And(lambda mailer: mailer["BACKEND"] != CONSOLE_MAIL,
                                      error="console: delivers no mail")),
@@ -289,7 +318,8 @@ VARIABLES = (
     ),
     Variable(
         "IPFS_MAX_UPLOAD_SIZE", COUNT, default="52428800",
-        help="Largest file the upload page accepts, in bytes (default: 50 MiB).",
+        help="Largest upload, in bytes (default: 50 MiB): the whole request, the file and the "
+             "form's few hundred bytes around it; Caddy refuses more (413). Other pages take 1 MiB.",
     ),
 {%- endif %}
     Variable(
@@ -310,8 +340,13 @@ VARIABLES = (
 COMPOSE_VARIABLES = (
     Variable(
         "POSTGRES_PASSWORD", TEXT, required_in_production=True, example=PLACEHOLDER,
-        help="Password of the database user the compose stacks create (when their volume is "
-             "new); the containers' DATABASE_URL is built from it.",
+        help="Password of the database superuser the compose stacks create (when their volume "
+             "is new): development's app, and production's backups and restores connect with it.",
+    ),
+    Variable(
+        "POSTGRES_APP_PASSWORD", TEXT, required_in_production=True, example=PLACEHOLDER,
+        help="Password of the app's database role in production, not a superuser "
+             "(compose.prod.yaml, scripts/db-app-role.sh): migrations and the app connect with it.",
     ),
     Variable(
         "HOST_UID", INTEGER, default="1000",

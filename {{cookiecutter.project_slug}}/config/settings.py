@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from django.utils.csp import CSP
@@ -29,6 +30,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",  # sign-in throttling: below
 ]
 
 MIDDLEWARE = [
@@ -43,6 +45,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: answers a locked-out sign-in with its page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -81,6 +85,27 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
 
+# Sign-in throttling (django-axes; README: Limits), on the site's sign-in and the admin's alike:
+# after LOGIN_FAILURE_LIMIT failures for one account, or from one client address, within
+# LOGIN_LOCKOUT_MINUTES, both are refused (429, with a page that says until when) until that
+# long after the last counted failure. Refused attempts are not counted, so the lock ends by
+# itself however long the guessing goes on, and they cost no password hashing. Counted in the
+# database: one count for every worker and every container.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses before any password is hashed
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = ENV["LOGIN_FAILURE_LIMIT"]
+AXES_COOLOFF_TIME = timedelta(minutes=ENV["LOGIN_LOCKOUT_MINUTES"])
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The client's real address behind Caddy, not whatever X-Forwarded-For a client sends.
+AXES_CLIENT_IP_CALLABLE = "config.limits.client_address"
+AXES_DISABLE_ACCESS_LOG = True  # failures only: no table of every sign-in
+AXES_VERBOSE = False  # no banner on stdout at every start (manage.py's output is read by scripts)
+PASSWORD_RESET_LIMIT = ENV["PASSWORD_RESET_LIMIT"]
+
 # Mail (password resets): printed in development, an SMTP server in production (EMAIL_URL).
 MAILERS = {"default": ENV["EMAIL_URL"]}
 DEFAULT_FROM_EMAIL = SERVER_EMAIL = ENV["DEFAULT_FROM_EMAIL"]
@@ -94,6 +119,15 @@ USE_TZ = True
 # The upload page refuses larger files before they reach the IPFS node.
 IPFS_MAX_UPLOAD_SIZE = ENV["IPFS_MAX_UPLOAD_SIZE"]
 {% endif -%}
+# Request bodies (README: Limits): 1 MiB at most{% if cookiecutter.ipfs == "yes" %} but on the upload page{% endif %}, as Caddy's request_body
+# says; config/limits.py's handler stops reading a multipart body past its path's limit
+# before any file in it is kept.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "config.limits.BoundedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"  # filled by `collectstatic` when the image is built
 STORAGES = {
@@ -120,12 +154,15 @@ WHITENOISE_KEEP_ONLY_HASHED_FILES = True
 # container's own health check needs no certificate.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = not DEBUG
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"{% if cookiecutter.ipfs == "yes" %}, r"^healthz/ipfs$"{% endif %}]
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_HSTS_SECONDS = 0 if DEBUG else ENV["SECURE_HSTS_SECONDS"]
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-SECURE_HSTS_PRELOAD = True
+# Asking to be preloaded into browsers is opt-in: leaving the list takes months.
+SECURE_HSTS_PRELOAD = ENV["SECURE_HSTS_PRELOAD"]
+if not SECURE_HSTS_PRELOAD:
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]  # check --deploy's advice to preload
 # Content-Security-Policy: scripts, styles, images and fonts from this site only; no inline
 # script or style but those that carry the request's nonce (templates have it as csp_nonce;
 # the debug toolbar uses it); no plugins, no framing.

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, register_converter
 
+from config.limits import PasswordResetView
 from {{ cookiecutter.project_slug }} import views
 from {{ cookiecutter.project_slug }}.ids import ShortUUIDConverter
 
@@ -10,6 +11,8 @@ register_converter(ShortUUIDConverter, "shortuuid")
 urlpatterns = [
     path("", views.home, name="home"),
     path("admin/", admin.site.urls),
+    # Django's password reset, with a limit on the mails it sends (config/limits.py).
+    path("accounts/password_reset/", PasswordResetView.as_view(), name="password_reset"),
     # Django's sign-in, sign-out, password change and reset views; templates in registration/.
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", views.healthz, name="healthz"),

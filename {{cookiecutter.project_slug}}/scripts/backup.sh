@@ -6,6 +6,7 @@
 #   docker compose -f compose.prod.yaml run --rm backup list                     # the backups
 #   docker compose -f compose.prod.yaml run --rm backup restore [NAME] [--force] # default: newest
 #   docker compose -f compose.prod.yaml run --rm backup prune                    # apply retention
+#   docker compose -f compose.prod.yaml exec backup bash /backup.sh health      # and why
 #
 # Left running (`schedule`, the service's command) it takes a backup every day after
 # BACKUP_TIME (UTC), unless that day has one already, then prunes: the newest backup of each of
@@ -28,16 +29,25 @@ shopt -s nullglob inherit_errexit  # and command substitutions stop at errors to
 umask 077  # a backup holds password hashes and personal data: its owner's alone
 
 readonly root=/backups dump=database.dump sums=SHA256SUMS status=/tmp/last-scheduled-run
+readonly started=/tmp/scheduler-started
 readonly name_pattern='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{6}Z$'
+# The health check's limit: a day between backups, and two hours for the backup to take.
+readonly stale_after_hours=26
+
+# Time limits: a server that accepts the connection and then never answers must fail the
+# backup, not stall it (and every later one) unseen. Connecting (TCP, TLS, authentication):
+export PGCONNECT_TIMEOUT=10
+# A whole pg_dump, and its wait for each table's lock (a migration holding one stalls it).
+readonly dump_time_limit=3h lock_wait_timeout=60s
 
 fail() {
   echo "backup: $*" >&2
   exit 1
 }
 
-sql() { # notices ("does not exist, skipping") are noise here
-  PGOPTIONS="-c client_min_messages=warning" psql --no-psqlrc --quiet --no-align \
-    --tuples-only --set ON_ERROR_STOP=1 "$@"
+sql() { # notices ("does not exist, skipping") are noise here; no lock is waited for long
+  PGOPTIONS="-c client_min_messages=warning -c lock_timeout=60s" psql --no-psqlrc --quiet \
+    --no-align --tuples-only --set ON_ERROR_STOP=1 "$@"
 }
 
 backups() { # their names, oldest first (names are UTC times, so they sort by age)
@@ -80,7 +90,14 @@ now() {
     [[ ! -e $root/$name && ! -e $partial ]]; do sleep 1; done
   mkdir "$partial"
   trap 'rm -rf -- "$partial"' EXIT  # $partial is global: the trap runs after now() returns
-  pg_dump --format=custom --file="$partial/$dump" || fail "pg_dump failed: no backup was written"
+  local code=0
+  timeout --kill-after=10s "$dump_time_limit" pg_dump --format=custom \
+    --lock-wait-timeout="$lock_wait_timeout" --file="$partial/$dump" || code=$?
+  if ((code == 124 || code == 137)); then
+    fail "pg_dump took longer than $dump_time_limit: no backup was written"
+  elif ((code != 0)); then
+    fail "pg_dump failed: no backup was written"
+  fi
   (cd "$partial" && sha256sum -- "$dump" >"$sums.tmp")
 {%- if cookiecutter.ipfs == "yes" %}
   save_pins "$partial"
@@ -119,11 +136,14 @@ other_sessions() { # one line per session on the database other than this one
 # Re-added with the parameters the app adds with ({{ cookiecutter.project_slug }}/ipfs.py,
 # ADD_PARAMETERS; a test keeps the two the same), a file's bytes get its CID back.
 readonly add_parameters="cid-version=1&raw-leaves=false&chunker=size-262144&hash=sha2-256"
+# Every call to the node: 10 s to connect, at most 30 s without a byte moving either way (a node
+# that accepts and never answers), and an hour in all (a file is at most IPFS_MAX_UPLOAD_SIZE).
+readonly node_limits=(--connect-timeout 10 --speed-limit 1 --speed-time 30 --max-time 3600)
 
 node() { # COMMAND QUERY [curl options]: the RPC API's answer, or a clear error
   local command=$1 query=$2 answer
   shift 2
-  answer=$(curl --fail-with-body --silent --show-error --connect-timeout 10 --request POST \
+  answer=$(curl --fail-with-body --silent --show-error "${node_limits[@]}" --request POST \
     "$@" "$IPFS_API_URL/api/v0/$command?$query" 2>&1) ||
     fail "the IPFS node at $IPFS_API_URL: $command failed:" \
       "$(jq --raw-output .Message 2>/dev/null <<<"$answer" || echo "$answer")"
@@ -148,15 +168,22 @@ save_pins() { # DIR: a copy of each pinned file in DIR/ipfs, its checksum in DIR
   mkdir "$dir/ipfs"
   for cid in $pinned; do
     # A file the last backup has already is hard-linked from it, with its checksum of then:
-    # each backup stays whole on its own, the bytes are stored once, and a copy damaged since
-    # fails this backup's check.
-    if line=$(grep --extended-regexp "^[0-9a-f]{64}  ipfs/$cid\$" "$previous/$sums" 2>/dev/null) &&
-      ln -- "$previous/ipfs/$cid" "$dir/ipfs/$cid" 2>/dev/null; then
-      echo "$line" >>"$dir/$sums.tmp"
-      linked=$((linked + 1))
-      continue
+    # each backup stays whole on its own, and the bytes are stored once. A copy damaged since
+    # (the checksum no longer matches) is read from the node again instead, or every later
+    # backup would fail on it; the backups that share it stay damaged, and say so.
+    if line=$(grep --extended-regexp "^[0-9a-f]{64}  ipfs/$cid\$" "$previous/$sums" 2>/dev/null)
+    then
+      if ! (cd "$previous" && sha256sum --check --strict --status <<<"$line" 2>/dev/null); then
+        echo "ipfs/$cid in ${previous##*/} no longer matches its checksum (damaged):" \
+          "read from the node again; ${previous##*/} and the backups that share the copy" \
+          "stay damaged" >&2
+      elif ln -- "$previous/ipfs/$cid" "$dir/ipfs/$cid" 2>/dev/null; then
+        echo "$line" >>"$dir/$sums.tmp"
+        linked=$((linked + 1))
+        continue
+      fi
     fi
-    curl --fail-with-body --silent --show-error --connect-timeout 10 --request POST \
+    curl --fail-with-body --silent --show-error "${node_limits[@]}" --request POST \
       --output "$dir/ipfs/$cid" "$IPFS_API_URL/api/v0/cat?arg=$cid" ||
       fail "the IPFS node at $IPFS_API_URL cannot give $cid" \
         "($(jq --raw-output .Message <"$dir/ipfs/$cid" 2>/dev/null || echo no answer))"
@@ -204,6 +231,8 @@ restore() {
   [[ $name =~ $name_pattern && -d $root/$name ]] ||
     fail "no backup named $name in ./backups (backup list shows them)"
   check_backup "$root/$name" "$name"
+  [[ -n ${APP_ROLE:-} ]] || fail "APP_ROLE is not set: the role the restored database goes to" \
+    "(compose.prod.yaml's backup service sets it)"
 
   local ours theirs
   ours=$(($(sql --command='SHOW server_version_num') / 10000))
@@ -237,11 +266,14 @@ restore() {
 {%- endif %}
 
   # Into a new database first, which then takes the old one's name: a restore that fails
-  # half-way leaves the database as it was.
-  local staging="${PGDATABASE}__restoring" replaced="${PGDATABASE}__replaced"
+  # half-way leaves the database as it was. Everything in it belongs to the app's role
+  # (APP_ROLE, not a superuser), whichever role owned it where the backup was taken.
+  local staging="${PGDATABASE}__restoring" replaced
+  replaced="${PGDATABASE}__replaced_$(date -u +%Y%m%dT%H%M%SZ)"
   sql --dbname=postgres --command="DROP DATABASE IF EXISTS \"$staging\"" \
-    --command="DROP DATABASE IF EXISTS \"$replaced\"" --command="CREATE DATABASE \"$staging\""
-  if ! pg_restore --exit-on-error --dbname="$staging" "$root/$name/$dump"; then
+    --command="CREATE DATABASE \"$staging\" OWNER \"$APP_ROLE\""
+  if ! pg_restore --exit-on-error --no-owner --role="$APP_ROLE" --dbname="$staging" \
+    "$root/$name/$dump"; then
     sql --dbname=postgres --command="DROP DATABASE \"$staging\""
     fail "pg_restore failed on $name: database $PGDATABASE is unchanged"
   fi
@@ -250,7 +282,15 @@ restore() {
   sql --dbname=postgres --command="BEGIN" \
     --command="ALTER DATABASE \"$PGDATABASE\" RENAME TO \"$replaced\"" \
     --command="ALTER DATABASE \"$staging\" RENAME TO \"$PGDATABASE\"" --command="COMMIT"
-  sql --dbname=postgres --command="DROP DATABASE \"$replaced\""
+  # The database it replaced stays, under its new name, until you drop it: a restore of the
+  # wrong backup can be undone. An empty one (after `down -v`) holds nothing to keep.
+  local kept
+  if ((tables > 0)); then
+    kept="the database it replaced is kept as $replaced; once you no longer need it:"
+    kept+=$'\n'"  docker compose -f compose.prod.yaml exec db dropdb --username=$PGUSER $replaced"
+  else
+    sql --dbname=postgres --command="DROP DATABASE \"$replaced\""
+  fi
 {%- if cookiecutter.ipfs == "yes" %}
 
   local cid
@@ -264,6 +304,7 @@ restore() {
       format('SELECT count(*) AS n FROM %I.%I', table_schema, table_name), false, true, '')))[1])
     FROM information_schema.tables WHERE table_type = 'BASE TABLE'
       AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY table_name"
+  if [[ -n ${kept:-} ]]; then echo "$kept"; fi
 }
 
 whole_number() { # NAME MINIMUM: the variable's value, a whole number ≥ MINIMUM
@@ -314,24 +355,52 @@ schedule() {
   whole_number BACKUP_KEEP_DAILY 1 >/dev/null
   whole_number BACKUP_KEEP_WEEKLY 0 >/dev/null
   trap 'exit 0' TERM INT
+  date -u +%s >"$started"
   echo "backup: every day after $BACKUP_TIME UTC; keeping the newest of each of the last" \
     "$BACKUP_KEEP_DAILY days and $BACKUP_KEEP_WEEKLY weeks"
   while true; do
     if due; then
       # Each step in its own process, so that a failure is reported and retried, not fatal.
-      if bash "$0" now && bash "$0" prune; then echo ok >"$status"; else echo failed >"$status"; fi
+      local result=failed
+      if bash "$0" now && bash "$0" prune; then result=succeeded; fi
+      echo "$result at $(date -u +%FT%TZ)" >"$status"
     fi
     sleep 60 &
     wait $!
   done
 }
 
-health() { # the scheduler's last run succeeded (or it has not run yet)
-  [[ ! -f $status || $(<"$status") == ok ]]
+hours_since() { # SECONDS: whole hours from then to now
+  echo $((($(date -u +%s) - $1) / 3600))
+}
+
+health() { # one line; healthy while the newest backup is younger than stale_after_hours
+  # Not the last attempt's status: an attempt that hangs never reports one, and one that fails
+  # is retried a minute later. The newest backup is what a restore would get, and backups are
+  # only ever renamed into place once checked, so it is also the newest good one.
+  local newest last="" age
+  newest=$(backups | tail -n 1)
+  if [[ -f $status ]]; then last="; the last attempt $(<"$status")"; fi
+  if [[ -z $newest ]]; then
+    # A new deployment: none is due before BACKUP_TIME; give it the same time as any backup.
+    [[ -f $started ]] || fail "unhealthy: no backup in ./backups, and the scheduler is not running"
+    age=$(hours_since "$(<"$started")")
+    ((age < stale_after_hours)) ||
+      fail "unhealthy: no backup in ./backups in the $age hours since the service started$last" \
+        "(docker compose logs backup says why)"
+    echo "healthy: no backup yet, the service started $age hours ago$last"
+    return
+  fi
+  local taken="${newest:0:10} ${newest:11:2}:${newest:13:2}:${newest:15:2}Z"
+  age=$(hours_since "$(date -u --date="$taken" +%s)")
+  ((age < stale_after_hours)) ||
+    fail "unhealthy: the newest backup, $newest, is $age hours old (limit: under" \
+      "$stale_after_hours)$last (docker compose logs backup says why)"
+  echo "healthy: the newest backup, $newest, is $age hours old$last"
 }
 
 case ${1:-} in
   now | list | prune | schedule | health) "$1" ;;
   restore) shift && restore "$@" ;;
-  *) fail "usage: backup now | list | restore [NAME] [--force] | prune | schedule" ;;
+  *) fail "usage: backup now | list | restore [NAME] [--force] | prune | schedule | health" ;;
 esac

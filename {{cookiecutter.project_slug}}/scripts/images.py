@@ -3,6 +3,7 @@
     python scripts/images.py pin [--check] [--unpinned-only] [FILE...]
     python scripts/images.py check   --image ghcr.io/org/app:latest [--no-audit]
     python scripts/images.py rebuild --image ghcr.io/org/app:latest [--push] [--force]
+                                     [--label NAME=VALUE...]
     python scripts/images.py diff OLD_IMAGE NEW_IMAGE  # package changes between two images
     python scripts/images.py labels  # the base image labels for the Dockerfile as it is
 
@@ -240,7 +241,9 @@ def rebuild(arguments, published):
     """Pin, build, label and tag the new image; say what changed; return the step outputs."""
     pin(DOCKERFILE)
     now = datetime.datetime.now(datetime.timezone.utc)
-    labels = base_labels() | {"org.opencontainers.image.created": f"{now:%Y-%m-%dT%H:%M:%SZ}"}
+    # The given labels (CI's: source, revision...), then what this build knows better.
+    labels = (dict(arguments.label) | base_labels()
+              | {"org.opencontainers.image.created": f"{now:%Y-%m-%dT%H:%M:%SZ}"})
     repository = re.sub(r":[^/:]*$", "", arguments.image.split("@")[0])
     tags = [f"{repository}:{now:%Y-%m-%d}", f"{repository}:latest"]
     command = ["docker", "buildx", "build", "--pull", "--no-cache", "--load", "--target", TARGET,
@@ -267,6 +270,14 @@ def base_labels():
     """The name and digest of the prod stage's base image: its pin, else its tag's digest now."""
     base = base_image(DOCKERFILE, TARGET)
     return {NAME: canonical(base), DIGEST: base.partition("@")[2] or digest(base)}
+
+
+def label(text):
+    """NAME=VALUE, as `docker build --label` takes it."""
+    name, equals, value = text.partition("=")
+    if not name.strip() or not equals or name != name.strip():
+        raise argparse.ArgumentTypeError(f"not a label NAME=VALUE: {text!r}")
+    return name, value
 
 
 def github(variable, text):  # $GITHUB_OUTPUT or $GITHUB_STEP_SUMMARY: files to append to
@@ -330,6 +341,11 @@ def main(argv=None):
                              help="skip the Python vulnerability check (pip-audit)")
         command.add_argument("--force", action="store_true", help="due even if nothing changed")
         command.add_argument("--push", action="store_true", help="push the new tags (rebuild)")
+        if name == "rebuild":
+            command.add_argument(
+                "--label", action="append", type=label, default=[], metavar="NAME=VALUE",
+                help="an OCI label for the image, e.g. org.opencontainers.image.source=URL "
+                     "(repeatable; the base image's and the build date are set here)")
         command.set_defaults(run=decide_command)
     compare = commands.add_parser("diff", help="the package changes between two local images")
     compare.add_argument("images", nargs=2, metavar="IMAGE", help="the old image, then the new")

@@ -28,8 +28,11 @@ mail_urls = st.builds(
     "{}://{}:{}@{}:{}".format, st.sampled_from(["smtp", "smtps"]),
     url_text.map(lambda text: quote(text, safe="")), url_text.map(lambda text: quote(text, safe="")),
     host_names, st.integers(1, 65535))
-emails = st.builds("{}@{}.{}".format, st.from_regex(r"\A[a-z0-9.+_-]{1,20}\Z"),
-                   st.from_regex(r"\A[a-z0-9-]{1,20}\Z"), st.sampled_from(["com", "org", "co.uk"]))
+# Addresses Django's EmailValidator accepts: no leading, trailing or doubled dot before the @, no
+# hyphen at either end of a domain label.
+emails = st.builds("{}@{}.{}".format, st.from_regex(r"\A[a-z0-9+_-]{1,10}(\.[a-z0-9+_-]{1,9})?\Z"),
+                   st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?\Z"),
+                   st.sampled_from(["com", "org", "co.uk"]))
 database_urls = st.builds(
     "postgres://{}:{}@{}:{}/{}".format,
     st.from_regex(r"\A[a-z_][a-z0-9_]{0,15}\Z"),
@@ -73,6 +76,10 @@ INVALID = {
                   "not a time zone"),
     "LOG_LEVEL": (st.sampled_from(["LOUD", "trace", "5"]), "not one of"),
     "SECURE_HSTS_SECONDS": (st.sampled_from(["-1", "ten", "1.5", "1e3"]), "not a whole number"),
+    "SECURE_HSTS_PRELOAD": (st.sampled_from(["preload", "2", "maybe"]), "not a boolean"),
+    "LOGIN_FAILURE_LIMIT": (st.sampled_from(["0", "-1", "ten", "1.5"]), "not a whole number ≥ 1"),
+    "LOGIN_LOCKOUT_MINUTES": (st.sampled_from(["0", "15m", "1e2"]), "not a whole number ≥ 1"),
+    "PASSWORD_RESET_LIMIT": (st.sampled_from(["0", "-5", "five"]), "not a whole number ≥ 1"),
     "EMAIL_URL": (st.sampled_from(["mail.example.com", "smtp://", "http://mail.example.com",
                                    "smtp://mail.example.com:25x", "console://mail.example.com",
                                    "smtp://u:p@mail.example.com/path"]), "not a mail URL"),

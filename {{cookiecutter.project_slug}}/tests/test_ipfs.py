@@ -48,9 +48,9 @@ def recursive_pins(api_url):
 
 
 @pytest.fixture(autouse=True)
-def _the_nodes_pins_are_left_as_they_were():
+def _the_nodes_pins_are_left_as_they_were(ipfs_node):
     """The node may be your development node: what a test pins, it unpins."""
-    api_url = ipfs_storage().api_url
+    api_url = ipfs_node.api_url
     before = recursive_pins(api_url)
     yield
     for cid in recursive_pins(api_url) - before:

@@ -26,10 +26,17 @@ def step_outputs(text):
             re.findall(r"^(\S+)<<(\S+)\n(.*?)\n\2$", text, re.MULTILINE | re.DOTALL)}
 
 
+# What the workflow passes from docker/metadata-action, as CI's publish job labels its image.
+GIVEN = {"org.opencontainers.image.source": "https://github.com/org/app",
+         "org.opencontainers.image.revision": "0123456789abcdef0123456789abcdef01234567",
+         "org.opencontainers.image.title": "app"}
+
+
 @pytest.fixture(scope="session")
 def published(project, own):
     """The first run: nothing is published yet, so a rebuild is due; it builds and pushes."""
-    result = rebuild(project, own, "rebuild", "--push")
+    result = rebuild(project, own, "rebuild", "--push",
+                     *(f"--label={name}={value}" for name, value in GIVEN.items()))
     assert result.returncode == 0, output(result)
     assert "there is no published image" in result.stdout
     return result
@@ -39,6 +46,7 @@ def test_the_first_run_builds_labels_and_pushes_the_image(published, own):
     found = labels(f"{own['app']}:latest")
     assert found["org.opencontainers.image.base.name"] == own["base"]
     assert found["org.opencontainers.image.base.digest"] == registry(own["base"])
+    assert found | GIVEN == found  # not the Dockerfile's "unknown"
     created = found["org.opencontainers.image.created"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created)
     assert f"Pushed {own['app']}:{created[:10]}" in published.stdout
@@ -96,6 +104,14 @@ def test_the_vulnerability_check_fails_soft_offline(published, project, own, tmp
     assert "No rebuild due" in result.stdout
 
 
+def test_a_label_that_is_not_name_equals_value_is_refused(project, own):
+    result = rebuild(project, own, "rebuild", "--label", "org.opencontainers.image.source")
+    assert result.returncode == 2, output(result)
+    assert "not a label NAME=VALUE: 'org.opencontainers.image.source'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
 def test_a_patched_base_image_is_noticed_and_rebuilt(published, project, own, tmp_path):
     old_digest, old_labels = registry(own["base"]), labels(f"{own['app']}:latest")
     level = patch(own["base"], tmp_path / "patch")
@@ -105,12 +121,16 @@ def test_a_patched_base_image_is_noticed_and_rebuilt(published, project, own, tm
     # As in the workflow: the step's outputs feed the Trivy scan and the push.
     github = {"GITHUB_OUTPUT": tmp_path / "output", "GITHUB_STEP_SUMMARY": tmp_path / "summary"}
     result = rebuild(project, own, "rebuild", "--push",
+                     *(f"--label={name}={value}" for name, value in GIVEN.items()),
                      env={name: str(path) for name, path in github.items()})
     assert result.returncode == 0, output(result)
     outputs = step_outputs(github["GITHUB_OUTPUT"].read_text())
     assert outputs["due"] == "true"
     assert outputs["tags"].splitlines() == [outputs["image"], f"{own['app']}:latest"]
     assert f"org.opencontainers.image.base.digest={new_digest}" in outputs["labels"].splitlines()
+    # The push step labels with this output: CI's labels are in it.
+    assert {f"{name}={value}" for name, value in GIVEN.items()} <= set(
+        outputs["labels"].splitlines())
     assert f"moved: {old_digest} -> {new_digest}" in github["GITHUB_STEP_SUMMARY"].read_text()
     assert f"Base image digest: before {old_digest}, after {new_digest}" in result.stdout
     assert re.search(r"^OS packages \(dpkg\) changed from .*:\n(  [-+~] .*\n)*", result.stdout,
@@ -122,6 +142,7 @@ def test_a_patched_base_image_is_noticed_and_rebuilt(published, project, own, tm
     docker("pull", "--quiet", f"{own['app']}:latest")
     new_labels = labels(f"{own['app']}:latest")
     assert new_labels["org.opencontainers.image.base.digest"] == new_digest
+    assert new_labels | GIVEN == new_labels
     assert new_labels["org.opencontainers.image.created"] >= \
         old_labels["org.opencontainers.image.created"]
     assert docker("run", "--rm", "--entrypoint", "cat", f"{own['app']}:latest",

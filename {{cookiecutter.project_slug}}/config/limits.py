@@ -1,0 +1,86 @@
+"""The site's limits on what one client may send or ask for (README: Limits).
+
+Caddy refuses oversized request bodies first (413, Caddyfile); the upload handler here holds the
+same line wherever a request reaches Django another way. Failed sign-ins are counted by
+django-axes (config/settings.py), per account and per client address, with the address from
+`client_address`; password-reset mails are counted here.
+"""
+
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig
+from django.core.files.uploadhandler import FileUploadHandler
+{%- if cookiecutter.ipfs == "yes" %}
+from django.urls import reverse
+
+# Django's slack over Caddy's limit on the upload page: a file just over IPFS_MAX_UPLOAD_SIZE
+# still reaches the form, which says how large it is; anything larger is cut off.
+FORM_SLACK = 64 * 1024
+{%- endif %}
+
+
+def body_limit(request):
+    """The largest request body, in bytes, that this request's path accepts."""
+{%- if cookiecutter.ipfs == "yes" %}
+    if request.path == reverse("upload-create"):
+        return settings.IPFS_MAX_UPLOAD_SIZE + FORM_SLACK
+{%- endif %}
+    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+class BoundedUploadHandler(FileUploadHandler):
+    """First of FILE_UPLOAD_HANDLERS: a multipart body larger than its path accepts is refused
+    before any of it is read (by its Content-Length) or, without one, as soon as a file in it
+    grows past the limit; either way before a byte of the file reaches memory or /tmp.
+    (Django's DATA_UPLOAD_MAX_MEMORY_SIZE bounds the other fields, not files.)"""
+
+    def handle_raw_input(self, input_data, meta, content_length, boundary, encoding=None):
+        self.limit = body_limit(self.request)
+        if content_length > self.limit:
+            raise RequestDataTooBig(f"A request body of {content_length} bytes: "
+                                    f"{self.request.path} accepts {self.limit} at most.")
+
+    def receive_data_chunk(self, raw_data, start):
+        if start + len(raw_data) > self.limit:
+            raise RequestDataTooBig(f"A file over {self.limit} bytes: "
+                                    f"{self.request.path} accepts {self.limit} at most.")
+        return raw_data
+
+    def file_complete(self, file_size):
+        return None  # the next handler (memory, then a temporary file) keeps the file
+
+
+def client_address(request):
+    """The client's IP address, for django-axes. Behind Caddy (the production stacks) that is the
+    last entry of X-Forwarded-For: Caddy replaces whatever a client sent in that header with the
+    address it sees (it trusts no proxy in front of it), and a proxy in front of Django appends
+    its client's address last. Without the header (the development server), the peer's."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    return forwarded.rsplit(",", 1)[-1].strip() or request.META.get("REMOTE_ADDR")
+
+
+PASSWORD_RESET_WINDOW = 3600  # seconds
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's password reset, with at most PASSWORD_RESET_LIMIT mails an hour to one address
+    and from one client address. Counted in the cache: each gunicorn worker keeps its own
+    count (the default cache is in memory), so a host sends at most WEB_CONCURRENCY times it."""
+
+    def form_valid(self, form):
+        keys = [f"password-reset:to:{form.cleaned_data['email'].strip().lower()}",
+                f"password-reset:from:{client_address(self.request)}"]
+        over = False
+        for key in keys:
+            cache.add(key, 0, PASSWORD_RESET_WINDOW)  # starts the window at the first request
+            try:
+                count = cache.incr(key)
+            except ValueError:  # the window ended in between
+                cache.set(key, count := 1, PASSWORD_RESET_WINDOW)
+            over |= count > settings.PASSWORD_RESET_LIMIT
+        if over:
+            form.add_error(None, "Too many password reset requests for this address or from "
+                                 "yours. Please try again in an hour.")
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().form_valid(form)
