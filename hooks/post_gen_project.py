@@ -46,7 +46,8 @@ def remove_unchosen_files(root):
         prune_lock(root / "uv.lock", "notebook")
     if ANSWERS["ipfs"] == "no":
         for path in (f"{SLUG}/ipfs.py", f"{SLUG}/migrations/0003_upload.py", "tests/test_ipfs.py",
-                     "scripts/ipfs-config.sh",
+                     "scripts/ipfs-config.sh", "scripts/kustomization.yaml",
+                     "deploy/kubernetes/base/ipfs.yaml",
                      *(f"{SLUG}/templates/{SLUG}/upload_{page}.html"
                        for page in ("form", "list", "detail"))):
             (root / path).unlink()

@@ -1,11 +1,11 @@
-"""The container tier, IPFS (issues 8 and 22): a file uploaded through the page with a real HTTP
-client comes back by its CID from the node's gateway, in development (127.0.0.1) and in
+"""The container tier, IPFS (issues 8, 22 and 23): a file uploaded through the page with a real
+HTTP client comes back by its CID from the node's gateway, in development (127.0.0.1) and in
 production (through Caddy, over HTTPS, on the gateway's own origin, ipfs.localhost); a CID the
 node does not hold is 404 at once; a deleted upload is collected and no longer served while
 another row with the same bytes keeps them; uploaded scripts, stylesheets and pages never act as
-the site in Chromium; a stopped node is a clear error, no row, and /readyz says so; the node
-started again works without restarting web; a second node keeps the content alive; the upload
-pages pass in a real browser."""
+the site in Chromium; a stopped node is a clear error, no row, /healthz/ipfs says so and /readyz
+(the database only) does not; the node started again works without restarting web; a second
+node keeps the content alive; the upload pages pass in a real browser."""
 
 import base64
 import hashlib
@@ -110,12 +110,14 @@ def test_dev_upload_is_served_by_the_gateway_and_a_stopped_node_is_a_clear_error
         assert failed.status_code == 503
         assert "The file was not stored, the IPFS node at http://ipfs:5001 did not answer" \
             in failed.text
-        ready = client.get("/readyz")
-        assert (ready.status_code, ready.text) == (503, "ipfs node unreachable\n")
+        assert client.get("/readyz").text == "ok\n"
+        check = client.get("/healthz/ipfs")
+        assert check.status_code == 503
+        assert check.text.startswith("ipfs node at http://ipfs:5001: unreachable ("), check.text
         assert rows(dev) == 1
 
         dev.compose("start", "ipfs")
-        eventually(lambda: client.get("/readyz").status_code == 200, timeout=90)
+        eventually(lambda: client.get("/healthz/ipfs").status_code == 200, timeout=90)
         assert upload(client, "later.bin", b"stored now").status_code == 302
         assert rows(dev) == 2
 
@@ -217,6 +219,38 @@ def test_a_deleted_upload_is_collected_and_no_longer_served(project):
         admin_delete(client, project.slug, pages["second.bin"])
         assert served("second.bin").status_code == 404
         assert rows(prod) == 0
+
+
+def test_prod_stays_ready_without_its_node_and_not_without_its_database(project):
+    """Issue 23: through Caddy, the node stopped: /readyz 200 (the site stays in rotation), the
+    upload form says the store is unavailable and keeps no row, /healthz/ipfs 503; started
+    again, uploads work; the database stopped: /readyz 503."""
+    with running(project.prod) as prod:
+        create_member(prod)
+        trust = caddy_trust(prod)
+        client = signed_in(f"https://localhost:{prod.port('caddy', 443)}", verify=trust)
+        assert client.get("/healthz/ipfs").text == "ok\n"
+
+        prod.compose("stop", "ipfs")
+        assert (client.get("/readyz").status_code, client.get("/").status_code) == (200, 200)
+        failed = upload(client, "away.bin", b"not stored")
+        assert failed.status_code == 503
+        assert "The file was not stored, the IPFS node at http://ipfs:5001 did not answer" \
+            in failed.text
+        assert rows(prod) == 0
+        check = client.get("/healthz/ipfs")
+        assert check.status_code == 503
+        assert check.text.startswith("ipfs node at http://ipfs:5001: unreachable ("), check.text
+
+        prod.compose("start", "ipfs")
+        eventually(lambda: client.get("/healthz/ipfs").status_code == 200, timeout=90)
+        assert upload(client, "back.bin", b"stored now").status_code == 302
+        assert rows(prod) == 1
+
+        prod.compose("stop", "db")
+        ready = client.get("/readyz")
+        assert (ready.status_code, ready.text) == (503, "database unreachable\n")
+        assert client.get("/healthz").status_code == 200
 
 
 def test_a_second_node_pins_the_content_and_serves_it_when_the_first_is_gone(project):

@@ -1,7 +1,8 @@
 """deploy/kubernetes of generated projects, checked offline as their CI's `kubernetes` job does:
-check.sh (kustomize build, kubernetes-validate, checkov) and the manifests' own tests. checkov
-comes from this template's locked environment (the project's CI runs the same version with uvx).
-Nothing is applied to a cluster."""
+check.sh (kustomize build, kubernetes-validate, checkov) and the manifests' own tests, with the
+IPFS node (default, order_desk) and without (no_ipfs: no trace of it). checkov comes from this
+template's locked environment (the project's CI runs the same version with uvx). Nothing is
+applied to a cluster."""
 
 import os
 import shutil
@@ -18,7 +19,8 @@ CHECKOV = Path(sys.executable).parent / "checkov"
 OVERLAY = Path("deploy/kubernetes/overlays/production")
 
 
-@pytest.fixture(scope="module", params=[{}, TEXT_ANSWERS[1]], ids=["default", "order_desk"])
+@pytest.fixture(scope="module", params=[{}, TEXT_ANSWERS[1], TEXT_ANSWERS[2] | {"ipfs": "no"}],
+                ids=["default", "order_desk", "no_ipfs"])
 def project(request, tmp_path_factory):
     path = generate(tmp_path_factory.mktemp("kubernetes"), **request.param)
     shutil.copy(path / OVERLAY / "secrets.env.example", path / OVERLAY / "secrets.env")
@@ -64,3 +66,41 @@ def test_secrets_env_is_left_out_of_git_and_the_image(project):
     dockerignore = (project / ".dockerignore").read_text().splitlines()
     assert "deploy" in dockerignore and "secrets" in dockerignore
     assert os.access(project / "deploy/kubernetes/check.sh", os.X_OK)
+
+
+def test_without_ipfs_nothing_of_the_node_is_left(project):
+    rendered = check(project, "kustomize", "build", str(OVERLAY)).stdout
+    has_node = (project / project.name / "ipfs.py").exists()
+    assert ("kind: StatefulSet" in rendered) is has_node
+    assert ("ipfs" in rendered.lower()) is has_node
+    assert (project / "scripts/kustomization.yaml").exists() is has_node
+
+
+@pytest.mark.parametrize(("policy", "opened"), [
+    # The gateway's policy opened to every namespace, the RPC API's to every pod.
+    ("ipfs-gateway-from-ingress", ("        - namespaceSelector:\n            matchLabels:\n"
+                                   "              kubernetes.io/metadata.name: ingress-nginx\n",
+                                   "        - namespaceSelector: {}\n")),
+    ("ipfs-api-from-web", ("        - podSelector:\n            matchLabels:\n"
+                           "              app.kubernetes.io/component: web\n      ports:\n"
+                           "        - port: 5001\n---\napiVersion: networking.k8s.io/v1\n"
+                           "kind: NetworkPolicy\nmetadata:\n  name: web-to-ipfs-api",
+                           "        - podSelector: {}\n      ports:\n"
+                           "        - port: 5001\n---\napiVersion: networking.k8s.io/v1\n"
+                           "kind: NetworkPolicy\nmetadata:\n  name: web-to-ipfs-api")),
+])
+def test_a_node_policy_opened_wider_fails_the_manifest_tests(project, tmp_path, policy, opened):
+    if not (project / project.name / "ipfs.py").exists():
+        assert "ipfs" not in (project / "deploy/kubernetes/base/network-policy.yaml").read_text()
+        return
+    copy = shutil.copytree(project, tmp_path / project.name, ignore=shutil.ignore_patterns(".venv"))
+    policies = copy / "deploy/kubernetes/base/network-policy.yaml"
+    text = policies.read_text()
+    start = text.index(f"  name: {policy}\n")
+    assert opened[0] in text[start:], policy
+    policies.write_text(text[:start] + text[start:].replace(opened[0], opened[1], 1))
+    tested = check(copy, "uv", "run", "--locked", "--group", "kubernetes", "pytest",
+                   "deploy/kubernetes/tests", ok=False)
+    assert tested.returncode != 0
+    assert "test_policies_allow_exactly_web_to_5001_and_the_ingress_controller_to_8080" in \
+        tested.stdout

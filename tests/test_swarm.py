@@ -9,6 +9,7 @@ registry under a name of this run, and are deleted from it at the end.
 """
 
 import fcntl
+import html
 import json
 import re
 import secrets
@@ -17,9 +18,11 @@ import socket
 import ssl
 import threading
 import time
+import statistics
 import urllib.request
 from contextlib import contextmanager
 
+import httpx
 import pytest
 import yaml
 
@@ -38,6 +41,10 @@ MANIFESTS = ("application/vnd.oci.image.index.v1+json, application/vnd.oci.image
 # The load: a few threads on loopback, each a request at a time, a short pause in between.
 LOAD_THREADS, LOAD_PAUSE = 4, 0.05
 PATHS = ("/healthz", "/admin/login/")
+SERVICES = ("web", "migrate", "db", "caddy", "ipfs")
+VOLUMES = ("db-data", "caddy-data", "caddy-config", "ipfs-data")
+MEMBER_PASSWORD = secrets.token_urlsafe(16)
+CID_LINK = re.compile(r'href="([^"]*/ipfs/(\w+)\?filename=[^"]*)"')
 
 
 def free_port():
@@ -111,6 +118,93 @@ class Load:
                 thread.join(timeout=60)
 
 
+class Uploads:
+    """A signed-in member, through Caddy: uploads a new file, then fetches it by its CID from
+    /ipfs/, over and over (or, paused, fetches the files kept so far); each answer timed, and any
+    that is not the expected one is a failure."""
+
+    def __init__(self, port, tls):
+        base = f"https://localhost:{port}"
+        self.client = httpx.Client(base_url=base, verify=tls, timeout=60,
+                                   headers={"Referer": f"{base}/"})
+        self.kept = []  # (link, bytes)
+        self.samples = []  # (monotonic time, "upload" or "fetch", seconds)
+        self.failures = []
+        self.lock, self.stopping, self.uploading = (threading.Lock(), threading.Event(),
+                                                    threading.Event())
+        self.uploading.set()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def sign_in(self):
+        self.client.get("/accounts/login/").raise_for_status()
+        response = self.client.post("/accounts/login/", data={
+            "username": "member", "password": MEMBER_PASSWORD,
+            "csrfmiddlewaretoken": self.client.cookies["csrftoken"]})
+        assert response.status_code == 302, response.text
+
+    def timed(self, kind, call):
+        started = time.monotonic()
+        result = call()
+        with self.lock:
+            self.samples.append((started, kind, time.monotonic() - started))
+        return result
+
+    def upload(self):
+        data = secrets.token_bytes(40_000)
+        response = self.timed("upload", lambda: self.client.post(
+            "/uploads/new/", data={"csrfmiddlewaretoken": self.client.cookies["csrftoken"]},
+            files={"file": ("load.bin", data, "application/octet-stream")}))
+        if response.status_code != 302:
+            raise AssertionError(f"upload: {response.status_code} {response.text[-300:]}")
+        page = self.client.get(response.headers["location"])
+        link = CID_LINK.search(page.text)
+        if page.status_code != 200 or not link:
+            raise AssertionError(f"upload page: {page.status_code}")
+        self.kept.append((html.unescape(link[1]), data))
+
+    def fetch(self, link, data):
+        response = self.timed("fetch", lambda: self.client.get(link))
+        if response.status_code != 200 or response.content != data:
+            raise AssertionError(f"{link}: {response.status_code}, {len(response.content)} bytes")
+
+    def step(self):
+        try:
+            if self.uploading.is_set():
+                self.upload()
+                self.fetch(*self.kept[-1])
+            else:
+                for kept in list(self.kept):
+                    self.fetch(*kept)
+        except (httpx.HTTPError, AssertionError) as error:
+            with self.lock:
+                self.failures.append(repr(error))
+
+    def run(self):
+        while not self.stopping.is_set():
+            self.step()
+            time.sleep(0.2)
+
+    def figures(self, since, until):
+        with self.lock:
+            samples = [(kind, seconds) for started, kind, seconds in self.samples
+                       if since <= started < until]
+        figures = {}
+        for kind in ("upload", "fetch"):
+            times = [seconds for found, seconds in samples if found == kind]
+            figures[kind] = ({"count": len(times), "median, ms": round(statistics.median(times) * 1000),
+                              "max, ms": round(max(times) * 1000)} if times else {"count": 0})
+        return figures
+
+    @contextmanager
+    def running(self):
+        self.thread.start()
+        try:
+            yield self
+        finally:
+            self.stopping.set()
+            self.thread.join(timeout=120)
+
+
 class Swarm:
     """The stack of one generated project on this engine, in Swarm mode for as long as it lasts."""
 
@@ -120,7 +214,8 @@ class Swarm:
     def env(self, image):
         return tool_environment() | {"IMAGE": image, "SITE_ADDRESS": "localhost",
                                      "HTTP_PORT": str(self.ports[0]),
-                                     "HTTPS_PORT": str(self.ports[1])}
+                                     "HTTPS_PORT": str(self.ports[1]),
+                                     "IPFS_SWARM_PORT": str(self.ports[2])}
 
     def deploy(self, image):
         execute(["docker", "stack", "deploy", "--detach=true", "--compose-file",
@@ -163,9 +258,9 @@ class Swarm:
     def diagnostics(self):
         services = docker("service", "ls", check=False).stdout
         tasks = "".join(docker("service", "ps", "--no-trunc", f"{STACK}_{name}", check=False).stdout
-                        for name in ("web", "migrate", "db", "caddy"))
+                        for name in SERVICES)
         logs = "".join(f"--- {name}\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
-                       for name in ("web", "migrate", "db", "caddy")
+                       for name in SERVICES
                        for result in [docker("service", "logs", "--tail", "30", f"{STACK}_{name}",
                                              check=False)])
         return f"{services}\n{tasks}\n{logs}"
@@ -207,6 +302,9 @@ def swarm_mode():
     with engine_to_itself():
         docker("swarm", "init", "--advertise-addr", "127.0.0.1")
         try:
+            # The IPFS node's placement (README: the node that keeps its repo is labelled).
+            node = docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
+            docker("node", "update", "--label-add", "ipfs=true", node)
             yield
         finally:
             docker("swarm", "leave", "--force", check=False)
@@ -272,6 +370,22 @@ def test_the_swarm_file_reads_only_declared_variables(project, images):
     stack = yaml.safe_load(text)
     assert [name for name, service in stack["services"].items() if "build" in service] == []
     assert stack["networks"]["db"]["internal"] is True
+    for name, network in stack["networks"].items():
+        assert network["driver_opts"] == {"encrypted": ""}, name
+    # The IPFS node: one task on the labelled node, its RPC API and gateway published nowhere
+    # (web reaches the API on the internal network, Caddy the gateway), the same init script as
+    # compose.prod.yaml's, its own health check.
+    ipfs = stack["services"]["ipfs"]
+    assert ipfs["deploy"]["replicas"] == 1
+    assert ipfs["deploy"]["placement"]["constraints"] == ["node.labels.ipfs == true"]
+    assert {port["target"] for port in ipfs["ports"]} == {4001}
+    assert "ipfs" in ipfs["networks"] and stack["networks"]["ipfs"]["internal"] is True
+    assert "ipfs" in stack["services"]["web"]["networks"]
+    assert stack["services"]["web"]["environment"]["IPFS_API_URL"] == "http://ipfs:5001"
+    assert "ipfs-data:/data/ipfs" in ipfs["volumes"]
+    config = ipfs["configs"][0]
+    assert config["target"] == "/container-init.d/ipfs-config.sh"
+    assert stack["configs"][config["source"]]["file"] == "./scripts/ipfs-config.sh"
     web = stack["services"]["web"]["deploy"]
     assert (web["replicas"], web["update_config"]["order"],
             web["update_config"]["failure_action"]) == (2, "start-first", "rollback")
@@ -282,15 +396,26 @@ def test_the_swarm_file_reads_only_declared_variables(project, images):
                              yaml.safe_dump(service.get("environment", {}))), name
 
 
+def test_without_ipfs_the_swarm_file_has_no_trace_of_it(tmp_path):
+    text = (generate(tmp_path, ipfs="no") / "compose.swarm.yaml").read_text()
+    assert "ipfs" not in text.lower()
+
+
+def create_member(container):
+    docker("exec", container, "python", "manage.py", "shell", "-v", "0", "-c",
+           "from django.contrib.auth import get_user_model; "
+           f"get_user_model().objects.create_user('member', password={MEMBER_PASSWORD!r})")
+
+
 def test_swarm_updates_roll_back_and_heal_without_a_failed_request(project, images):
-    swarm = Swarm(project, (free_port(), free_port()))
+    swarm = Swarm(project, (free_port(), free_port(), free_port()))
     figures = {}
     with swarm_mode():
         try:
             started = time.monotonic()
             swarm.deploy(images["v1"])
-            until(lambda: swarm.healthy("web", 2, images["v1"]) and swarm.healthy("caddy", 1),
-                  300, swarm.diagnostics)
+            until(lambda: swarm.healthy("web", 2, images["v1"]) and swarm.healthy("caddy", 1)
+                  and swarm.healthy("ipfs", 1), 300, swarm.diagnostics)
             figures["first deployment, s"] = round(time.monotonic() - started)
             caddy = next(iter(swarm.containers("caddy")))
             root = eventually(lambda: docker(
@@ -303,15 +428,34 @@ def test_swarm_updates_roll_back_and_heal_without_a_failed_request(project, imag
             migrations = docker("service", "ps", "--format", "{{.CurrentState}}",
                                 f"{STACK}_migrate").stdout
             assert migrations.startswith("Complete"), migrations
+            # Encrypted overlays (IPsec) work on this engine: the stack runs on them.
+            for network in ("edge", "db", "ipfs"):
+                options = json.loads(docker("network", "inspect", f"{STACK}_{network}").stdout)[0]
+                assert "encrypted" in (options.get("Options") or {}), network
+            # The node's configuration came from the init script.
+            node = next(iter(swarm.containers("ipfs")))
+            assert docker("exec", node, "ipfs", "config", "Gateway.NoFetch").stdout.strip() == \
+                "true"
+            create_member(next(iter(swarm.containers("web"))))
+            uploads = Uploads(swarm.ports[1], tls)
+            uploads.sign_in()
+            uploads.step()
+            assert uploads.failures == [] and len(uploads.kept) == 1, uploads.failures
 
-            with Load(swarm.ports[1], tls).running() as load:
-                def scenario(name, action):
-                    before = load.figures()
+            with Load(swarm.ports[1], tls).running() as load, uploads.running():
+                def scenario(name, action, uploading=True):
+                    if not uploading:
+                        uploads.uploading.clear()
+                    before, started = load.figures(), time.monotonic()
+                    failed_before = len(uploads.failures)
                     seconds = action()
                     after = load.figures()
                     figures[name] = {"seconds": round(seconds, 1),
                                      "served": after[0] - before[0],
-                                     "failures": after[1][len(before[1]):]}
+                                     "failures": after[1][len(before[1]):]
+                                     + uploads.failures[failed_before:],
+                                     **uploads.figures(started, time.monotonic())}
+                    uploads.uploading.set()
 
                 # 1. A new release rolls out one task at a time; every replica ends on it.
                 scenario("roll out v2", lambda: swarm.update(images["v2"], "completed",
@@ -325,21 +469,32 @@ def test_swarm_updates_roll_back_and_heal_without_a_failed_request(project, imag
                     return until(lambda: victim not in swarm.containers("web")
                                  and swarm.healthy("web", 2, images["v2"]), 180,
                                  swarm.diagnostics)
-                scenario("kill a web task", kill_one)
+                # Uploads paused while a task is killed (a request it was serving is lost with
+                # it); the files uploaded so far are fetched meanwhile, and uploads go on after.
+                scenario("kill a web task", kill_one, uploading=False)
+                time.sleep(3)  # uploads again, after the killed task
 
                 # 3. A release whose health check fails: Swarm rolls back by itself.
                 scenario("deploy a broken image, rolled back", lambda: swarm.update(
-                    images["broken"], "rollback_completed", images["v2"], 420))
+                    images["broken"], "rollback_completed", images["v2"], 420), uploading=False)
                 assert swarm.web_image().startswith(images["v2"] + "@")
                 time.sleep(2)  # the load goes on after the rollback, too
             figures["load, total"] = {"served": load.figures()[0],
                                       "failures": len(load.figures()[1])}
+            figures["uploads, total"] = {"files": len(uploads.kept),
+                                         "failures": uploads.failures}
+            # Every file uploaded is still served, by its CID, after all of it.
+            for link, data in uploads.kept:
+                assert uploads.client.get(link).content == data, link
             print(f"\nswarm figures: {json.dumps(figures, indent=1)}")
             for name, scenario_figures in figures.items():
                 if isinstance(scenario_figures, dict) and "served" in scenario_figures:
                     assert scenario_figures["served"] > 0, name
                     assert scenario_figures["failures"] in ([], 0), (name, scenario_figures)
+            assert uploads.failures == []
+            assert figures["roll out v2"]["upload"]["count"] > 0
+            assert figures["kill a web task"]["fetch"]["count"] > 0
         finally:
             swarm.remove()
-            for volume in ("db-data", "caddy-data", "caddy-config"):
+            for volume in VOLUMES:
                 docker("volume", "rm", f"{STACK}_{volume}", check=False)

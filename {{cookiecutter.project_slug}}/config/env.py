@@ -194,6 +194,10 @@ HOST_NAME = Type("host name", Schema(Use(
 HTTP_URL = Type("http(s) URL", Schema(Use(
     parse_http_url, error="not an http(s) URL like http://ipfs:5001",
 )))
+# A header value sent as it is: one line, or nothing.
+HEADER_VALUE = Type("header value", Schema(And(
+    str, lambda text: not re.search(r"[\r\n\x00]", text), error="not a one-line header value",
+)))
 URL_OR_PATH = Type("http(s) URL or path", Schema(Use(
     lambda text: parse_http_url(text, path_allowed=True),
     error="not an http(s) URL like https://ipfs.example.com, nor a path like /",
@@ -298,10 +302,14 @@ VARIABLES = (
 {%- if cookiecutter.ipfs == "yes" %}
     Variable(
         "IPFS_API_URL", HTTP_URL, default="http://localhost:5001",
-        production_schema=Schema(And(is_internal, error="a public address: the RPC API can "
-                                                        "read, add and delete anything")),
-        help="The Kubo node's RPC API, which stores uploads (README: Media on IPFS). Internal "
-             "only: production refuses a public address.",
+        help="The Kubo node's RPC API, which stores uploads (README: Media on IPFS). Production "
+             "refuses a public address, unless over https with IPFS_API_AUTH.",
+    ),
+    Variable(
+        "IPFS_API_AUTH", HEADER_VALUE, default="", secret=True,
+        help="Authorization header sent to IPFS_API_URL, for a node elsewhere behind a proxy or "
+             "a pinning service's Kubo-compatible API (`Bearer <token>`); empty: none "
+             "(README: An IPFS node elsewhere).",
     ),
     Variable(
         "IPFS_GATEWAY_URL", URL_OR_PATH, default="/",
@@ -443,9 +451,26 @@ def load(environ):
                 problem = _production_problem(variable, given[variable.name], values)
                 if problem:
                     problems[variable.name] = problem
+{%- if cookiecutter.ipfs == "yes" %}
+        if "IPFS_API_URL" in values and "IPFS_API_AUTH" in values \
+                and not _node_is_private_or_guarded(values):
+            problems["IPFS_API_URL"] = ("a public address without https and IPFS_API_AUTH: the "
+                                        "RPC API can read, add and delete anything")
+{%- endif %}
     if problems:
         raise InvalidEnvironment(problems)
     return values
+
+
+{%- if cookiecutter.ipfs == "yes" %}
+
+
+def _node_is_private_or_guarded(values):
+    """An RPC API on a private network, or a node elsewhere (a pinning service's) reached over
+    https with a credential: anything else exposes it to whoever finds the address."""
+    url = values["IPFS_API_URL"]
+    return is_internal(url) or (url.startswith("https://") and bool(values["IPFS_API_AUTH"]))
+{%- endif %}
 
 
 def _given(variable, environ):
@@ -511,7 +536,7 @@ def render_env_example():
 
 def _env_example_entry(variable):
     required = "; required in production" if variable.required_in_production else ""
-    default = f"; default: {variable.default}" if variable.default is not None else ""
+    default = f"; default: {variable.default}" if variable.default else ""
     from_file = f"; or in a file: {variable.name}_FILE=path" if variable.secret else ""
     return [
         "",
@@ -536,7 +561,8 @@ def _table(variables):
         "| --- | --- | --- | --- | --- |",
     ]
     for variable in variables:
-        default = f"`{variable.default}`" if variable.default is not None else "(none: required)"
+        default = (f"`{variable.default}`" if variable.default else
+                   "(none)" if variable.default is not None else "(none: required)")
         required = "yes" if variable.required_in_production else ""
         label = variable.type.label + (f"; or in a file: `{variable.name}_FILE`"
                                        if variable.secret else "")

@@ -142,7 +142,7 @@ STORAGES = {
     # IPFS). A node slower than `timeout` seconds fails the upload, cleanly.
     "ipfs": {"BACKEND": "{{ cookiecutter.project_slug }}.ipfs.KuboStorage",
              "OPTIONS": {"api_url": ENV["IPFS_API_URL"], "gateway_url": ENV["IPFS_GATEWAY_URL"],
-                         "timeout": 30}},
+                         "auth": ENV["IPFS_API_AUTH"] or None, "timeout": 30}},
 {%- endif %}
 }
 # Only the hashed copies: pages name nothing else, and it halves the image's static files and
@@ -154,7 +154,7 @@ WHITENOISE_KEEP_ONLY_HASHED_FILES = True
 # container's own health check needs no certificate.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = not DEBUG
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"{% if cookiecutter.ipfs == "yes" %}, r"^healthz/ipfs$"{% endif %}]
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_HSTS_SECONDS = 0 if DEBUG else ENV["SECURE_HSTS_SECONDS"]

@@ -17,6 +17,9 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+{%- if cookiecutter.ipfs == "yes" %}
+    path("healthz/ipfs", views.healthz_ipfs, name="healthz-ipfs"),
+{%- endif %}
     path("notes/", views.note_list, name="note-list"),
     path("notes/new/", views.note_create, name="note-create"),
     path("notes/<shortuuid:pk>/", views.note_detail, name="note-detail"),

@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(config, items):
     from {{ cookiecutter.project_slug }}.ipfs import ipfs_storage
 
     storage = ipfs_storage()
-    if not storage.answers():
+    if storage.problem():
         pytest.exit(f"No IPFS node answers at IPFS_API_URL={storage.api_url}, which "
                     f"{len(needing)} tests need. Start one: docker run -d --rm -p "
                     "127.0.0.1:5001:5001 ipfs/kubo:release (IPFS_API_URL=http://localhost:5001), "

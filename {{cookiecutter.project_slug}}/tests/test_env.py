@@ -56,6 +56,9 @@ def production_environments(draw):
         "DEFAULT_FROM_EMAIL": draw(emails),
         "WEB_CONCURRENCY": str(draw(st.integers(1, 64))),
         "WEB_THREADS": str(draw(st.integers(1, 64))),
+{%- if cookiecutter.ipfs == "yes" %}
+        "IPFS_API_AUTH": draw(st.sampled_from(["Bearer 0123456789abcdef", "Basic dTpw"])),
+{%- endif %}
     }
 
 
@@ -91,6 +94,8 @@ INVALID = {
     "IPFS_GATEWAY_URL": (st.sampled_from(["ipfs.example.com", "ftp://ipfs", "//host/x",
                                           "http://gateway:80a"]), "not an http(s) URL"),
     "IPFS_MAX_UPLOAD_SIZE": (st.sampled_from(["0", "-1", "50MB", "1e6"]), "not a whole number ≥ 1"),
+    "IPFS_API_AUTH": (st.sampled_from(["Bearer a\nb", "Basic x\r\ny", "a\x00b"]),
+                      "not a one-line header value"),
 {%- endif %}
 }
 

@@ -12,9 +12,6 @@ def test_healthz_answers_without_touching_the_database(client):
 
 
 @pytest.mark.django_db
-{%- if cookiecutter.ipfs == "yes" %}
-@pytest.mark.usefixtures("ipfs_node")  # /readyz asks the IPFS node too
-{%- endif %}
 def test_readyz_answers_200_while_the_database_answers(client):
     assert client.get("/readyz").status_code == 200
 

@@ -1,6 +1,7 @@
 """Files on IPFS, against a real Kubo node: IPFS_API_URL (compose's `ipfs` service, or one
 you start: README, "Media on IPFS")."""
 
+import http.server
 import secrets
 import socket
 import threading
@@ -234,13 +235,83 @@ def test_a_node_down_or_slow_is_a_clear_error_and_no_row(client, member, failing
     assert "The file was not stored, the IPFS node at http://127.0.0.1:" in page
     assert "Nothing was saved" in page
     assert not Upload.objects.exists()
-    ready = client.get(reverse("readyz"))
-    assert (ready.status_code, ready.content) == (503, b"ipfs node unreachable\n")
+    # The site stays in rotation (only uploads need the node); the node's own check says why.
+    assert client.get(reverse("readyz")).content == b"ok\n"
+    assert client.get(reverse("upload-list")).status_code == 200
+    check = client.get(reverse("healthz-ipfs"))
+    assert check.status_code == 503
+    assert check.content.decode().startswith("ipfs node at http://127.0.0.1:")
+    assert {"down": "Connection refused", "slow": "no answer within 1 s"}[failing_node] in \
+        check.content.decode()
 
 
 @pytest.mark.django_db
-def test_readyz_answers_200_while_the_node_answers(client):
+def test_readyz_and_the_ipfs_check_answer_200_while_the_node_answers(client):
     assert client.get(reverse("readyz")).content == b"ok\n"
+    assert client.get(reverse("healthz-ipfs")).content == b"ok\n"
+    # The home page's probe card names both checks.
+    home = client.get(reverse("home")).content.decode()
+    assert f'href="{reverse("readyz")}"' in home
+    assert f'href="{reverse("healthz-ipfs")}"' in home
+
+
+@pytest.mark.parametrize(("suffix", "problem"), [
+    ("/not-the-api", "answered 404"),  # a wrong path: something answers, not the RPC API
+])
+def test_the_ipfs_check_says_what_answered_wrongly(client, settings, storage, suffix, problem):
+    settings.STORAGES = settings.STORAGES | {"ipfs": {
+        "BACKEND": settings.STORAGES["ipfs"]["BACKEND"],
+        "OPTIONS": {"api_url": storage.api_url + suffix, "gateway_url": storage.gateway_url}}}
+    check = client.get(reverse("healthz-ipfs"))
+    assert check.status_code == 503
+    assert problem in check.content.decode()
+
+
+def test_the_ipfs_check_names_an_unknown_host(client, settings, storage):
+    settings.STORAGES = settings.STORAGES | {"ipfs": {
+        "BACKEND": settings.STORAGES["ipfs"]["BACKEND"],
+        "OPTIONS": {"api_url": "http://no-such-node.invalid:5001",
+                    "gateway_url": storage.gateway_url}}}
+    check = client.get(reverse("healthz-ipfs"))
+    assert check.status_code == 503
+    assert check.content.decode().startswith(
+        "ipfs node at http://no-such-node.invalid:5001: unreachable (")
+
+
+@pytest.fixture
+def recording_node():
+    """A server in front of nothing that records the headers of each request and answers as
+    Kubo's `version` does: where IPFS_API_AUTH goes, as a proxy or pinning service sees it."""
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the name http.server calls
+            seen.append(dict(self.headers))
+            body = b'{"Version": "0.22.0"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *arguments):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_ipfs_api_auth_is_sent_with_every_call(recording_node):
+    url, seen = recording_node
+    assert KuboStorage(api_url=url, gateway_url="/", auth="Bearer s3cret").problem() is None
+    assert KuboStorage(api_url=url, gateway_url="/").problem() is None
+    assert [headers.get("Authorization") for headers in seen] == ["Bearer s3cret", None]
 
 
 def test_the_storage_is_usable_on_its_own(storage):
@@ -253,11 +324,15 @@ def test_the_storage_is_usable_on_its_own(storage):
     ("http://ipfs:5001", True), ("http://10.0.0.5:5001", True), ("http://127.0.0.1:5001", True),
     ("http://kubo.internal:5001", True), ("http://ipfs.default.svc:5001", True),
     ("https://ipfs.example.com", False), ("http://8.8.8.8:5001", False),
+    # A node elsewhere (README): over https with a credential only.
+    ("https://ipfs.example.com|Bearer k", True), ("http://ipfs.example.com|Bearer k", False),
 ])
 def test_production_refuses_a_public_rpc_address(url, allowed):
+    url, _, auth = url.partition("|")
     production = {"SECRET_KEY": "k" * 40 + "0123456789abcdef", "ALLOWED_HOSTS": "example.com",
                   "DATABASE_URL": "postgres://u:p@db:5432/d", "EMAIL_URL": "smtp://mail.example.com",
-                  "IPFS_GATEWAY_URL": "https://example.com", "IPFS_API_URL": url}
+                  "IPFS_GATEWAY_URL": "https://example.com", "IPFS_API_URL": url,
+                  "IPFS_API_AUTH": auth}
     if allowed:
         assert env.load(production)["IPFS_API_URL"] == url
     else:

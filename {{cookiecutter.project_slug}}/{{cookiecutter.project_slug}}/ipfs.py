@@ -52,13 +52,18 @@ def cid_of(name):
 class KuboStorage(Storage):
     """Usable as a STORAGES alias (config/settings.py: "ipfs") or `FileField(storage=...)`."""
 
-    def __init__(self, api_url, gateway_url, timeout=30):
+    def __init__(self, api_url, gateway_url, timeout=30, auth=None):
         self.api_url, self.gateway_url = api_url.rstrip("/"), gateway_url.rstrip("/")
         self.timeout = timeout
+        # An Authorization header value for a node behind a proxy or a pinning service's
+        # Kubo-compatible API (IPFS_API_AUTH: "Bearer <token>", "Basic <base64>").
+        self.auth = auth
 
     @functools.cached_property
     def client(self):
-        return httpx.Client(base_url=f"{self.api_url}/api/v0/", timeout=self.timeout)
+        headers = {"Authorization": self.auth} if self.auth else {}
+        return httpx.Client(base_url=f"{self.api_url}/api/v0/", timeout=self.timeout,
+                            headers=headers)
 
     def _call(self, command, stream=False, **kwargs):
         """POST to /api/v0/<command>; Kubo's own `timeout` ends the call on the node too."""
@@ -171,13 +176,22 @@ class KuboStorage(Storage):
         cid_of(cid)
         return f"{self.gateway_url}/ipfs/{cid}?filename={quote(filename)}"
 
-    def answers(self, timeout=5):
-        """Whether the node answers its API within `timeout` seconds (for /readyz)."""
+    def problem(self, timeout=5):
+        """None while the node answers its API within `timeout` seconds (the storage's own
+        timeout if shorter), else what is wrong (for /healthz/ipfs): refused, no such host, too
+        slow (or dropped by a firewall), or an error status (a proxy refusing IPFS_API_AUTH)."""
+        timeout = min(timeout, self.timeout)
+        where = f"ipfs node at {self.api_url}"
         try:
-            self.client.post("version", timeout=timeout).raise_for_status()
-        except httpx.HTTPError:
-            return False
-        return True
+            response = self.client.post("version", timeout=timeout)
+        except httpx.TimeoutException:
+            return (f"{where}: no answer within {timeout} s (too slow, or the network drops "
+                    "the packets)")
+        except httpx.TransportError as error:
+            return f"{where}: unreachable ({error or type(error).__name__})"
+        if response.is_error:
+            return f"{where}: answered {response.status_code} {response.reason_phrase}"
+        return None
 
 
 class _Storage(LazyObject):

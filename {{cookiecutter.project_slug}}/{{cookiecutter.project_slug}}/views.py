@@ -57,22 +57,28 @@ def healthz(request):
 @never_cache
 @require_safe
 def readyz(request):
-{%- if cookiecutter.ipfs == "yes" %}
-    """Readiness: 200 while the database and the IPFS node answer, 503 naming those that do not."""
-    failed = [] if ipfs_storage().answers() else ["ipfs node unreachable"]
-{%- else %}
-    """Readiness: 200 while the database answers, 503 while it does not."""
-    failed = []
-{%- endif %}
+    """Readiness: 200 while the database answers, 503 while it does not. Only what every page
+    needs{% if cookiecutter.ipfs == "yes" %}: the IPFS node, which only uploads need, has its own check (/healthz/ipfs), so
+    that a node away fails uploads, not the whole site{% endif %}."""
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except DatabaseError:
-        failed.insert(0, "database unreachable")
-    if failed:
-        return HttpResponse("".join(f"{problem}\n" for problem in failed),
-                            content_type="text/plain", status=503)
+        return HttpResponse("database unreachable\n", content_type="text/plain", status=503)
     return HttpResponse("ok\n", content_type="text/plain")
+{%- if cookiecutter.ipfs == "yes" %}
+
+
+@never_cache
+@require_safe
+def healthz_ipfs(request):
+    """The IPFS node, for monitoring (not a readiness probe: without it only uploads fail): 200
+    while it answers its RPC API, 503 saying what is wrong (down, too slow, refused, wrong URL)."""
+    problem = ipfs_storage().problem()
+    if problem:
+        return HttpResponse(f"{problem}\n", content_type="text/plain", status=503)
+    return HttpResponse("ok\n", content_type="text/plain")
+{%- endif %}
 
 
 @require_safe

@@ -1,11 +1,15 @@
 """The production overlay as `kustomize build` renders it, held to what README's "On
 Kubernetes" promises: rolling updates that keep capacity, probes, unprivileged pods on a
-read-only root, resources, secrets as files, and the image CI pushes."""
+read-only root, resources, secrets as files, and the image CI pushes{% if cookiecutter.ipfs == "yes" %}; the IPFS node, reachable
+by web alone (its RPC API) and the ingress controller alone (its gateway){% endif %}."""
 
 import re
 import shutil
 import subprocess
 from pathlib import Path
+{%- if cookiecutter.ipfs == "yes" %}
+from urllib.parse import urlsplit
+{%- endif %}
 
 import pytest
 import yaml
@@ -19,7 +23,9 @@ SECRETS = {"SECRET_KEY", "DATABASE_URL", "EMAIL_URL"}
 @pytest.fixture(scope="module")
 def objects(tmp_path_factory):
     """{(kind, name): object} of the rendered overlay, with the example secrets."""
-    copy = shutil.copytree(KUBERNETES, tmp_path_factory.mktemp("kubernetes") / "kubernetes")
+    root = tmp_path_factory.mktemp("project")
+    copy = shutil.copytree(KUBERNETES, root / "deploy" / "kubernetes")
+    shutil.copytree(PROJECT / "scripts", root / "scripts")  # kustomizations may name it
     shutil.copy(copy / OVERLAY / "secrets.env.example", copy / OVERLAY / "secrets.env")
     rendered = subprocess.run(["kustomize", "build", str(copy / OVERLAY)], capture_output=True,
                               text=True, check=True).stdout
@@ -34,9 +40,17 @@ def generated_name(item):
 
 @pytest.fixture(scope="module")
 def pods(objects):
-    """{name: pod spec} of the web Deployment and the migrate Job."""
+    """{name: pod spec} of the web Deployment and the migrate Job: the app's image."""
     return {name: objects[kind, name]["spec"]["template"]["spec"]
             for kind, name in (("Deployment", "web"), ("Job", "migrate"))}
+
+
+@pytest.fixture(scope="module")
+def every_pod(objects):
+    """{name: pod spec} of every workload: the app's{% if cookiecutter.ipfs == "yes" %} and the IPFS node's{% endif %}."""
+    return {item["metadata"]["name"]: item["spec"]["template"]["spec"]
+            for item in objects.values()
+            if item["kind"] in {"Deployment", "Job", "StatefulSet", "DaemonSet"}}
 
 
 def containers(pod):
@@ -69,8 +83,8 @@ def test_probes_ask_healthz_and_readyz_as_the_site(objects, pods):
         assert web[probe]["httpGet"]["httpHeaders"] == [{"name": "Host", "value": allowed[0]}]
 
 
-def test_every_pod_runs_as_the_images_user_unprivileged_on_a_read_only_root(pods):
-    for name, pod in pods.items():
+def test_every_pod_runs_as_the_images_user_unprivileged_on_a_read_only_root(every_pod):
+    for name, pod in every_pod.items():
         assert pod["automountServiceAccountToken"] is False, name
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         assert pod["securityContext"]["runAsUser"] == image_user(), name
@@ -85,8 +99,8 @@ def test_every_pod_runs_as_the_images_user_unprivileged_on_a_read_only_root(pods
             assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
 
 
-def test_every_container_has_requests_and_limits(pods):
-    for pod in pods.values():
+def test_every_container_has_requests_and_limits(every_pod):
+    for pod in every_pod.values():
         for container in containers(pod):
             for kind in ("requests", "limits"):
                 assert set(container["resources"][kind]) == {"cpu", "memory"}, container["name"]
@@ -131,3 +145,120 @@ def test_https_ingress_and_a_network_that_denies_by_default(objects):
     deny = objects["NetworkPolicy", "default-deny"]["spec"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     assert objects["Service", "web"]["spec"]["ports"][0]["targetPort"] == "http"
+{%- if cookiecutter.ipfs == "yes" %}
+
+
+def labels_match(selector, labels):
+    return selector.get("matchLabels", {}).items() <= labels.items() \
+        and not selector.get("matchExpressions")
+
+
+def container_port(pod, port):
+    """A Service's or policy's port (a number or a container port's name) as a number."""
+    named = {entry["name"]: entry["containerPort"]
+             for container in containers(pod) for entry in container.get("ports", [])}
+    return named.get(port, port)
+
+
+@pytest.fixture(scope="module")
+def node(objects):
+    """The IPFS node's StatefulSet."""
+    return objects["StatefulSet", "ipfs"]
+
+
+def service_for(objects, url, node):
+    """The Service a URL's host:port names, and the node's container port it reaches."""
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    service = objects["Service", host.split(".")[0]]
+    labels = node["spec"]["template"]["metadata"]["labels"]
+    assert labels_match({"matchLabels": service["spec"]["selector"]}, labels), host
+    entry = next(entry for entry in service["spec"]["ports"] if entry["port"] == port)
+    return container_port(node["spec"]["template"]["spec"], entry["targetPort"])
+
+
+def test_one_node_with_its_repo_on_a_volume_claim_and_the_official_image(node):
+    spec = node["spec"]
+    assert spec["replicas"] == 1
+    claim = spec["volumeClaimTemplates"][0]
+    container = spec["template"]["spec"]["containers"][0]
+    assert {"name": claim["metadata"]["name"], "mountPath": "/data/ipfs"} in \
+        container["volumeMounts"]
+    assert claim["spec"]["resources"]["requests"]["storage"]
+    image, _, tag = container["image"].partition(":")
+    assert image == "ipfs/kubo"
+    assert tag not in {"", "latest"}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert probe in container, probe
+
+
+def test_the_node_is_configured_by_the_same_init_script_as_compose(objects, node):
+    pod = node["spec"]["template"]["spec"]
+    mount = next(mount for mount in pod["containers"][0]["volumeMounts"]
+                 if mount["mountPath"] == "/container-init.d")
+    volume = next(volume for volume in pod["volumes"] if volume["name"] == mount["name"])
+    config = objects["ConfigMap", "ipfs-config"]
+    assert volume["configMap"]["name"] == config["metadata"]["name"]
+    assert config["data"] == {"ipfs-config.sh": (PROJECT / "scripts/ipfs-config.sh").read_text()}
+    assert "/container-init.d" in (PROJECT / "compose.swarm.yaml").read_text()
+
+
+def test_every_web_pod_names_a_reachable_node(objects, pods, node):
+    settings = objects["ConfigMap", "settings"]
+    for container in containers(pods["web"]):
+        sources = [source["configMapRef"]["name"] for source in container["envFrom"]]
+        assert settings["metadata"]["name"] in sources, container["name"]
+        assert "IPFS_API_URL" not in {variable["name"] for variable in container["env"]}
+    assert service_for(objects, settings["data"]["IPFS_API_URL"], node) == 5001
+    # Readiness asks the database only: a node away must not take web out of rotation.
+    assert pods["web"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def allowed(objects, target, direction):
+    """{(peer, port)} the NetworkPolicies allow for pods with `target`'s labels, in `direction`
+    ("ingress" or "egress"); a peer is ("pods", labels) or ("namespace", name) or "anywhere"."""
+    labels = target["spec"]["template"]["metadata"]["labels"]
+    pod = target["spec"]["template"]["spec"]
+    found = set()
+    for (kind, _), policy in objects.items():
+        if kind != "NetworkPolicy" or not labels_match(policy["spec"]["podSelector"], labels):
+            continue
+        spec = policy["spec"]
+        for rule in spec.get(direction, []):
+            peers = rule.get("from" if direction == "ingress" else "to") or ["anywhere"]
+            for peer in peers:
+                if peer == "anywhere":
+                    name = peer
+                elif "namespaceSelector" in peer:  # {}: every namespace
+                    name = ("namespace", peer["namespaceSelector"].get("matchLabels", {}).get(
+                        "kubernetes.io/metadata.name", "every"))
+                else:  # {}: every pod
+                    name = ("pods", peer["podSelector"].get("matchLabels", {}).get(
+                        "app.kubernetes.io/component", "every"))
+                for port in rule.get("ports") or [{"port": "any"}]:
+                    found.add((name, container_port(pod, port["port"])))
+    return found
+
+
+def test_policies_allow_exactly_web_to_5001_and_the_ingress_controller_to_8080(objects, node):
+    web = objects["Deployment", "web"]
+    ingress = objects["NetworkPolicy", "web-from-ingress"]["spec"]["ingress"][0]["from"][0]
+    controller = ("namespace",
+                  ingress["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"])
+    assert allowed(objects, node, "ingress") == {(("pods", "web"), 5001), (controller, 8080)}
+    assert (("pods", "ipfs"), 5001) in allowed(objects, web, "egress")
+    migrate = {"spec": {"template": objects["Job", "migrate"]["spec"]["template"]}}
+    assert not {peer for peer, _ in allowed(objects, migrate, "egress")} & {("pods", "ipfs")}
+    # The node's own way out: DNS and other IPFS nodes, nothing else.
+    assert {port for _, port in allowed(objects, node, "egress")} == {53, 4001}
+
+
+def test_the_ingress_routes_ipfs_to_the_gateway(objects, node):
+    paths = {path["path"]: path for path in
+             objects["Ingress", "web"]["spec"]["rules"][0]["http"]["paths"]}
+    backend = paths["/ipfs/"]["backend"]["service"]
+    assert paths["/ipfs/"]["pathType"] == "Prefix"
+    service = objects["Service", backend["name"]]
+    entry = next(entry for entry in service["spec"]["ports"]
+                 if entry["name"] == backend["port"]["name"])
+    assert container_port(node["spec"]["template"]["spec"], entry["targetPort"]) == 8080
+{%- endif %}
