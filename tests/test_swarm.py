@@ -44,6 +44,7 @@ PATHS = ("/healthz", "/admin/login/")
 SERVICES = ("web", "migrate", "db", "caddy", "ipfs")
 VOLUMES = ("db-data", "caddy-data", "caddy-config", "ipfs-data")
 MEMBER_PASSWORD = secrets.token_urlsafe(16)
+GATEWAY = "ipfs.localhost"  # the uploads' origin: ipfs.<SITE_ADDRESS>
 CID_LINK = re.compile(r'href="([^"]*/ipfs/(\w+)\?filename=[^"]*)"')
 
 
@@ -127,6 +128,10 @@ class Uploads:
         base = f"https://localhost:{port}"
         self.client = httpx.Client(base_url=base, verify=tls, timeout=60,
                                    headers={"Referer": f"{base}/"})
+        # The uploads' own origin, https://ipfs.localhost, through the same published port (the
+        # host's resolver may not know *.localhost).
+        self.gateway = httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=tls, timeout=60,
+                                    headers={"Host": f"{GATEWAY}:{port}"})
         self.kept = []  # (link, bytes)
         self.samples = []  # (monotonic time, "upload" or "fetch", seconds)
         self.failures = []
@@ -163,7 +168,11 @@ class Uploads:
         self.kept.append((html.unescape(link[1]), data))
 
     def fetch(self, link, data):
-        response = self.timed("fetch", lambda: self.client.get(link))
+        if not link.startswith(f"https://{GATEWAY}/ipfs/"):
+            raise AssertionError(f"{link}: not on the uploads' own origin")
+        path = link.removeprefix(f"https://{GATEWAY}")
+        response = self.timed("fetch", lambda: self.gateway.get(
+            path, extensions={"sni_hostname": GATEWAY}))
         if response.status_code != 200 or response.content != data:
             raise AssertionError(f"{link}: {response.status_code}, {len(response.content)} bytes")
 

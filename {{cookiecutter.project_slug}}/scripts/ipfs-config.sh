@@ -10,6 +10,12 @@ set -eu
 # never fetched from the public network (Kubo's default), stored here and served as this site's.
 ipfs config --json Gateway.NoFetch true
 
+# Whatever serves the gateway (Caddy adds the same; a Kubernetes Ingress cannot): an uploaded
+# page runs no script (sandbox), and a file is taken as the type it is served with, never as
+# what its bytes look like (nosniff).
+ipfs config --json Gateway.HTTPHeaders \
+  '{"Content-Security-Policy": ["sandbox"], "X-Content-Type-Options": ["nosniff"]}'
+
 # Announce to the network only what the app pinned, the uploads (Kubo's default is every block
 # the node holds).
 ipfs config Provide.Strategy pinned

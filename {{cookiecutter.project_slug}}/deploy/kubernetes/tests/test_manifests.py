@@ -252,13 +252,30 @@ def test_policies_allow_exactly_web_to_5001_and_the_ingress_controller_to_8080(o
     assert {port for _, port in allowed(objects, node, "egress")} == {53, 4001}
 
 
-def test_the_ingress_routes_ipfs_to_the_gateway(objects, node):
-    paths = {path["path"]: path for path in
-             objects["Ingress", "web"]["spec"]["rules"][0]["http"]["paths"]}
-    backend = paths["/ipfs/"]["backend"]["service"]
+def test_uploads_are_served_from_their_own_origin(objects, node):
+    """The gateway on a host of its own (never the site's origin), with TLS, and the site's
+    links to uploads pointing there."""
+    site = objects["Ingress", "web"]["spec"]
+    assert [path["path"] for rule in site["rules"] for path in rule["http"]["paths"]] == ["/"]
+    gateway = objects["Ingress", "ipfs-gateway"]["spec"]
+    host = gateway["rules"][0]["host"]
+    assert host == f"ipfs.{site['rules'][0]['host']}"
+    assert gateway["tls"][0]["hosts"] == [host]
+    paths = {path["path"]: path for path in gateway["rules"][0]["http"]["paths"]}
+    assert list(paths) == ["/ipfs/"]
     assert paths["/ipfs/"]["pathType"] == "Prefix"
+    backend = paths["/ipfs/"]["backend"]["service"]
     service = objects["Service", backend["name"]]
     entry = next(entry for entry in service["spec"]["ports"]
                  if entry["name"] == backend["port"]["name"])
     assert container_port(node["spec"]["template"]["spec"], entry["targetPort"]) == 8080
+    assert objects["ConfigMap", "settings"]["data"]["IPFS_GATEWAY_URL"] == f"https://{host}"
+
+
+def test_the_node_marks_what_it_serves_as_sandboxed_and_never_sniffed():
+    """No Ingress can set response headers portably: the node's own config does."""
+    script = (PROJECT / "scripts/ipfs-config.sh").read_text()
+    assert "Gateway.HTTPHeaders" in script
+    assert '"Content-Security-Policy": ["sandbox"]' in script
+    assert '"X-Content-Type-Options": ["nosniff"]' in script
 {%- endif %}
