@@ -34,7 +34,8 @@ pytestmark = pytest.mark.xdist_group("swarm")
 
 REGISTRY = "127.0.0.1:5000"
 STACK = f"shipshape-swarm-{RUN}"
-SECRETS = ("secret_key", "database_url", "email_url", "postgres_password")
+SECRETS = ("secret_key", "database_url", "email_url", "postgres_password",
+           "postgres_app_password")
 MANIFESTS = ("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
              "application/vnd.docker.distribution.manifest.list.v2+json, "
              "application/vnd.docker.distribution.manifest.v2+json")
@@ -334,8 +335,9 @@ def project(tmp_path_factory):
     path = generate(tmp_path_factory.mktemp("swarm"))
     password = secrets.token_urlsafe(24)
     values = {"secret_key": secrets.token_urlsafe(64),
-              "database_url": f"postgres://{path.name}:{password}@db:5432/{path.name}",
-              "email_url": "smtp://mail.invalid", "postgres_password": password}
+              "database_url": f"postgres://{path.name}_app:{password}@db:5432/{path.name}",
+              "email_url": "smtp://mail.invalid", "postgres_password": secrets.token_urlsafe(24),
+              "postgres_app_password": password}
     (path / "secrets").mkdir()
     for name in SECRETS:
         (path / "secrets" / name).write_text(values[name] + "\n")
@@ -445,7 +447,14 @@ def test_swarm_updates_roll_back_and_heal_without_a_failed_request(project, imag
             node = next(iter(swarm.containers("ipfs")))
             assert docker("exec", node, "ipfs", "config", "Gateway.NoFetch").stdout.strip() == \
                 "true"
-            create_member(next(iter(swarm.containers("web"))))
+            web = next(iter(swarm.containers("web")))
+            # The app's own role, which the db's image made from the init script: not a superuser.
+            assert docker("exec", web, "python", "manage.py", "shell", "-v", "0", "-c",
+                          "from django.db import connection; cursor = connection.cursor(); "
+                          "cursor.execute('SELECT current_user, rolsuper FROM pg_roles WHERE "
+                          "rolname = current_user'); print(*cursor.fetchone())"
+                          ).stdout.strip() == f"{project.name}_app False"
+            create_member(web)
             uploads = Uploads(swarm.ports[1], tls)
             uploads.sign_in()
             uploads.step()

@@ -1,7 +1,7 @@
-# The app's own database role, not a superuser (compose.prod.yaml's db service): the official
-# postgres image makes POSTGRES_USER a superuser, which the backup service keeps using, while
-# migrations and the app connect as POSTGRES_APP_USER, the owner of the database and of
-# everything in it. A superuser could read the server's files and run programs on it.
+# The app's own database role, not a superuser (the db service of compose.prod.yaml and of
+# compose.swarm.yaml): the official postgres image makes POSTGRES_USER a superuser, which the
+# backup service keeps using, while migrations and the app connect as POSTGRES_APP_USER, the
+# owner of the database and of everything in it. A superuser could read the server's files and run programs on it.
 #
 # The image runs this once, when it creates the database (a new volume); on a database created
 # before, run it by hand, once (CHANGELOG: manual steps), and after changing the password:
@@ -14,7 +14,8 @@
 if [[ -n ${POSTGRES_APP_PASSWORD_FILE:-} ]]; then  # a Docker secret, as POSTGRES_PASSWORD_FILE
   POSTGRES_APP_PASSWORD=$(<"$POSTGRES_APP_PASSWORD_FILE")
 fi
-: "${POSTGRES_APP_USER:?set in compose.prod.yaml}" "${POSTGRES_APP_PASSWORD:?set in .env}"
+: "${POSTGRES_APP_USER:?set in the db service}" \
+  "${POSTGRES_APP_PASSWORD:?set in .env (Swarm: the postgres_app_password secret)}"
 psql --no-psqlrc --quiet --set ON_ERROR_STOP=1 --username "$POSTGRES_USER" \
   --dbname "${POSTGRES_DB:-$POSTGRES_USER}" --set app="$POSTGRES_APP_USER" \
   --set password="$POSTGRES_APP_PASSWORD" <<'SQL'
