@@ -1,7 +1,8 @@
 # The app's own database role, not a superuser (the db service of compose.prod.yaml and of
 # compose.swarm.yaml): the official postgres image makes POSTGRES_USER a superuser, which the
 # backup service keeps using, while migrations and the app connect as POSTGRES_APP_USER, the
-# owner of the database and of everything in it. A superuser could read the server's files and run programs on it.
+# owner of the database and of everything in it. A superuser could read the server's files and
+# run programs on it.
 #
 # The image runs this once, when it creates the database (a new volume); on a database created
 # before, run it by hand, once (CHANGELOG: manual steps), and after changing the password:
