@@ -18,6 +18,7 @@ KUBERNETES = Path(__file__).resolve().parents[1]
 PROJECT = KUBERNETES.parents[1]
 OVERLAY = Path("overlays/production")
 SECRETS = {"SECRET_KEY", "DATABASE_URL", "EMAIL_URL"}
+BODY_SIZE = "nginx.ingress.kubernetes.io/proxy-body-size"
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +143,8 @@ def test_https_ingress_and_a_network_that_denies_by_default(objects):
     ingress = objects["Ingress", "web"]
     assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
     assert "cert-manager.io/cluster-issuer" in ingress["metadata"]["annotations"]
+    # Bodies over 1 MiB refused at the ingress (README: Limits).
+    assert ingress["metadata"]["annotations"][BODY_SIZE] == "1m"
     deny = objects["NetworkPolicy", "default-deny"]["spec"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     assert objects["Service", "web"]["spec"]["ports"][0]["targetPort"] == "http"
@@ -270,6 +273,14 @@ def test_uploads_are_served_from_their_own_origin(objects, node):
                  if entry["name"] == backend["port"]["name"])
     assert container_port(node["spec"]["template"]["spec"], entry["targetPort"]) == 8080
     assert objects["ConfigMap", "settings"]["data"]["IPFS_GATEWAY_URL"] == f"https://{host}"
+
+
+def test_the_upload_page_alone_takes_bodies_up_to_the_upload_limit(objects):
+    uploads = objects["Ingress", "web-uploads"]
+    assert [(path["path"], path["pathType"]) for path in
+            uploads["spec"]["rules"][0]["http"]["paths"]] == [("/uploads/new/", "Exact")]
+    assert uploads["metadata"]["annotations"][BODY_SIZE] == \
+        objects["ConfigMap", "settings"]["data"]["IPFS_MAX_UPLOAD_SIZE"]
 
 
 def test_the_node_marks_what_it_serves_as_sandboxed_and_never_sniffed():
