@@ -503,7 +503,7 @@ def test_swarm_updates_roll_back_and_heal_without_a_failed_request(project, imag
                                          "failures": uploads.failures}
             # Every file uploaded is still served, by its CID, after all of it.
             for link, data in uploads.kept:
-                assert uploads.client.get(link).content == data, link
+                uploads.fetch(link, data)
             print(f"\nswarm figures: {json.dumps(figures, indent=1)}")
             for name, scenario_figures in figures.items():
                 if isinstance(scenario_figures, dict) and "served" in scenario_figures:

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The app's own database role, not a superuser (the db service of compose.prod.yaml and of
 # compose.swarm.yaml): the official postgres image makes POSTGRES_USER a superuser, which the
 # backup service keeps using, while migrations and the app connect as POSTGRES_APP_USER, the
