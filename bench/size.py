@@ -25,7 +25,8 @@ How it counts (the method of issue 24's figures: on commit 0ce50fb it gives the 
 - README: its total lines (blank ones too, as the issue counts it) and the line number of its
   first command, the first line inside a ```sh fence (the issue's "line 102" on 0ce50fb is
   the heading of that section, "## Run it with Docker"; its first command is at line 107);
-- root entries: the project's top-level files and folders, `.env` not counted;
+- root entries: the project's top-level files and folders, `.env` not counted (nor
+  `.cruft.json`, which `cruft create` adds), and of those the ones `ls` shows (no leading dot);
 - conditionals per option, in the template's {{cookiecutter.project_slug}}/: the files and
   lines that contain `cookiecutter.<option>`, plus the lines of hooks/post_gen_project.py in
   an `if`/conditional expression on that answer (its removals and .env lines); and what the
@@ -98,7 +99,8 @@ def measure(project):
     first = next((number + 2 for number, line in enumerate(readme)
                   if line.strip() == "```sh"), None)
     root = [entry.name for entry in project.iterdir() if entry.name != ".env"]
-    return counts, rows, (len(readme), first), len(root)
+    unhidden = sum(not name.startswith(".") for name in root)
+    return counts, rows, (len(readme), first), (len(root), unhidden)
 
 
 def conditionals(template, option):
@@ -162,8 +164,9 @@ def main():
     print(f"{'README':<10}" + "".join(
         f"{f'{measured[label][2][0]} lines, 1st cmd l.{measured[label][2][1]}':>28}"
         for label in SETS))
-    print(f"{'root':<10}" + "".join(f"{f'{measured[label][3]} entries':>28}"
-                                    for label in SETS))
+    print(f"{'root':<10}" + "".join(
+        f"{f'{measured[label][3][0]} entries, {measured[label][3][1]} unhidden':>28}"
+        for label in SETS))
     print()
     print("per option    template files  lines  hook lines   cost: files  lines")
     default = measured["default"][0]["total"]
