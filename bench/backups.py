@@ -44,7 +44,7 @@ def main():
         owner = project.stat()
         env = dict(os.environ) | {"HTTP_PORT": "0", "HTTPS_PORT": "0",
                                   "HOST_UID": str(owner.st_uid), "HOST_GID": str(owner.st_gid)}
-        prod = ["docker", "compose", "-p", f"shipshape-{RUN}", "-f", "compose.prod.yaml"]
+        prod = ["docker", "compose", "-p", f"shipshape-{RUN}", "-f", "deploy/compose.yaml"]
         backup = [*prod, "run", "--rm", "backup"]
         try:
             run([*prod, "build"], project, env)

@@ -94,7 +94,7 @@ def main():
                                   "HOST_GID": str(os.getgid())}
         tag = f"shipshape-{RUN}:prod"
         dev = ["docker", "compose", "-p", f"shipshape-{RUN}-dev"]
-        prod = ["docker", "compose", "-p", f"shipshape-{RUN}-prod", "-f", "compose.prod.yaml"]
+        prod = ["docker", "compose", "-p", f"shipshape-{RUN}-prod", "-f", "deploy/compose.yaml"]
         try:
             run(["docker", "pull", "--quiet", "python:3.13-slim"], cwd=project)
             build = ["docker", "build", "--progress", "plain", "--target", "prod", "-t", tag, "."]

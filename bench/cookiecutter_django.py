@@ -17,7 +17,7 @@ and cache mounts of this run only, so every package is downloaded; base images a
 first, not counted). Each app runs as its production compose file runs it, without the reverse
 proxy: cookiecutter-django's django service (its /start: collectstatic, then gunicorn with its
 .envs' WEB_CONCURRENCY) with PostgreSQL and Redis, after `manage.py migrate` as its docs say;
-Shipshape's compose.prod.yaml web service with what it depends on. Each round recreates each
+Shipshape's deploy/compose.yaml web service with what it depends on. Each round recreates each
 web container (the two apps in turn, first one then the other), waits for the first answer to
 GET of the admin login page, which must be a 200 (with `X-Forwarded-Proto: https`, as the
 proxy sends: otherwise Django answers a cheap redirect), lets it settle 3 s, reads its memory,
@@ -220,7 +220,7 @@ def shipshape(scratch):
     }}))
     # The IPFS node's swarm port on 127.0.0.1 only (Caddy, whose ports are alike, is not started).
     env = dict(os.environ) | LOOPBACK_PORTS
-    return App("Shipshape", "shipshape", project, "compose.prod.yaml", "web", 8000,
+    return App("Shipshape", "shipshape", project, "deploy/compose.yaml", "web", 8000,
                "/admin/login/", [image], env)
 
 

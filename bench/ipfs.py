@@ -73,7 +73,7 @@ def main():
         owner = project.stat()  # the backup service writes to backups/ as HOST_UID
         env = os.environ | LOOPBACK_PORTS | {"HOST_UID": str(owner.st_uid),
                                              "HOST_GID": str(owner.st_gid)}
-        compose = ["docker", "compose", "-p", RUN, "-f", "compose.prod.yaml"]
+        compose = ["docker", "compose", "-p", RUN, "-f", "deploy/compose.yaml"]
         try:
             run([*compose, "up", "--detach", "--wait", "--build"], project, env)
             run([*compose, "exec", "-T", "web", "python", "manage.py", "shell", "-v", "0", "-c",

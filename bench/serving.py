@@ -5,9 +5,10 @@ the candidates it was chosen from; straight to gunicorn and through Caddy over H
     uv run python bench/serving.py [--seconds 10] [--rounds 2]
 
 Needs Docker with BuildKit and Compose v2, and wrk (Debian: `apt-get install wrk`). It builds the
-prod image of a freshly generated project, starts its compose.prod.yaml stack (PostgreSQL,
+prod image of a freshly generated project, starts its deploy/compose.yaml stack (PostgreSQL,
 migrations, gunicorn, Caddy) with SITE_ADDRESS=localhost, and for each configuration replaces
-only the web container: the configuration is a file that runs the project's gunicorn.conf.py and
+only the web container: the configuration is a file that runs the project's
+config/gunicorn.conf.py and
 then overrides a few settings, mounted into the container. Rounds interleave the configurations,
 so that load from outside falls on each alike; the figures are medians over rounds. The load is
 `wrk -t2 -c32` on GET /admin/login/ (a template, a CSRF cookie, no database query), after a
@@ -41,7 +42,7 @@ TEMPLATE = Path(__file__).resolve().parent.parent
 RUN = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
 SHIPPED = "shipped"
 PROXIED = {"X-Forwarded-Proto": "https"}  # what Caddy tells gunicorn
-# name: settings layered over the project's gunicorn.conf.py ("" = the project's own).
+# name: settings layered over the project's config/gunicorn.conf.py ("" = the project's own).
 CANDIDATES = {
     SHIPPED: "",
     "before: 5 sync, no preload, access log": (
@@ -126,7 +127,7 @@ def wrk(url, seconds, headers=None):
 class Stack:
     def __init__(self, project, env):
         self.project, self.env = project, env
-        self.compose = ["docker", "compose", "-p", f"shipshape-{RUN}", "-f", "compose.prod.yaml"]
+        self.compose = ["docker", "compose", "-p", f"shipshape-{RUN}", "-f", "deploy/compose.yaml"]
 
     def __call__(self, *arguments, files=(), check=True):
         command = [*self.compose, *[option for f in files for option in ("-f", str(f))],

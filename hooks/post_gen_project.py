@@ -24,7 +24,7 @@ def write_env_file(path):
         "# Docker Compose: the same password for the database it starts (compose builds the\n"
         "# containers' DATABASE_URL from it), and your IDs for the development container.\n"
         f"POSTGRES_PASSWORD={database_password}\n"
-        "# Production only (compose.prod.yaml): the app's own database role, not a superuser.\n"
+        "# Production only (deploy/compose.yaml): the app's own database role, not a superuser.\n"
         f"POSTGRES_APP_PASSWORD={secrets.token_urlsafe(24)}\n"
         f"HOST_UID={getattr(os, 'getuid', lambda: 1000)()}\n"
         f"HOST_GID={getattr(os, 'getgid', lambda: 1000)()}\n"
@@ -46,7 +46,7 @@ def remove_unchosen_files(root):
         prune_lock(root / "uv.lock", "notebook")
     if ANSWERS["ipfs"] == "no":
         for path in (f"{SLUG}/ipfs.py", f"{SLUG}/migrations/0003_upload.py", "tests/test_ipfs.py",
-                     "scripts/ipfs-config.sh", "scripts/kustomization.yaml",
+                     "deploy/scripts/ipfs-config.sh", "deploy/scripts/kustomization.yaml",
                      "deploy/kubernetes/base/ipfs.yaml",
                      *(f"{SLUG}/templates/{SLUG}/upload_{page}.html"
                        for page in ("form", "list", "detail"))):

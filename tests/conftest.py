@@ -99,7 +99,7 @@ def postgres():
 @pytest.fixture(scope="session")
 def kubo():
     """A real Kubo node (ipfs/kubo) in a container, one per test worker; returns its RPC API URL.
-    Configured as compose.yaml runs it (scripts/ipfs-config.sh); the RPC API published on
+    Configured as compose.yaml runs it (deploy/scripts/ipfs-config.sh); the RPC API published on
     127.0.0.1 only."""
     name = f"shipshape-test-kubo-{os.getpid()}"
     config = TEMPLATE / "{{cookiecutter.project_slug}}" / "scripts" / "ipfs-config.sh"

@@ -1,4 +1,5 @@
-"""The container tier, backups: the `backup` service of compose.prod.yaml (scripts/backup.sh)
+"""The container tier, backups: the `backup` service of deploy/compose.yaml
+(deploy/scripts/backup.sh)
 backs up the database and the files IPFS pins, restores both after `docker compose down -v`,
 refuses bad input without changing anything, keeps what its retention says and runs on its
 own, as the README promises.
@@ -87,13 +88,13 @@ def give_to_host_user(path):
 def empty_backups(stack):
     """Stop the scheduler and remove every backup."""
     stack.compose("stop", "backup")
-    for path in (stack.path / "backups").iterdir():
+    for path in (stack.path / "deploy" / "backups").iterdir():
         if path.name != ".gitignore":
             shutil.rmtree(path)
 
 
 def copy_backup(stack, source, name):
-    target = shutil.copytree(stack.path / "backups" / source, stack.path / "backups" / name)
+    target = shutil.copytree(stack.path / "deploy" / "backups" / source, stack.path / "deploy" / "backups" / name)
     give_to_host_user(target)
     return target
 
@@ -137,7 +138,7 @@ def test_a_backup_brings_the_data_back_after_down_v(stack, project):
     output = backup(stack, "now").stdout
     taken = BACKUP_OUTPUT.findall(output)
     assert len(taken) == 1 and names(stack)[-1] == taken[0]
-    files = stack.path / "backups" / taken[0]
+    files = stack.path / "deploy" / "backups" / taken[0]
     assert sorted(path.name for path in files.iterdir()) == ["SHA256SUMS", "database.dump", "ipfs"]
     assert os.stat(files / "database.dump").st_uid == HOST_UID  # the operator's file
     assert (files / "ipfs" / cid).read_text() == content
@@ -147,9 +148,9 @@ def test_a_backup_brings_the_data_back_after_down_v(stack, project):
     # The next backup keeps the same bytes once: a hard link to this one's copy.
     (again,) = BACKUP_OUTPUT.findall(output := backup(stack, "now").stdout)
     assert IPFS_OUTPUT.findall(output) == [(saved, "0", saved)], output
-    assert (stack.path / "backups" / again / "ipfs" / cid).stat().st_ino == \
+    assert (stack.path / "deploy" / "backups" / again / "ipfs" / cid).stat().st_ino == \
         (files / "ipfs" / cid).stat().st_ino
-    shutil.rmtree(stack.path / "backups" / again)  # the restore below takes the newest
+    shutil.rmtree(stack.path / "deploy" / "backups" / again)  # the restore below takes the newest
 
     stack.down()  # --volumes: the database's, the IPFS node's and Caddy's
     volumes = docker("volume", "ls", "--quiet", "--filter",
@@ -188,7 +189,7 @@ def test_restore_refuses_bad_input_and_changes_nothing(stack, project):
     notes = shell(stack, count_notes)
     _, cid = add_upload(stack, slug, f"an upload {secrets.token_hex(8)}")
     (good,) = BACKUP_OUTPUT.findall(backup(stack, "now").stdout)
-    dump = stack.path / "backups" / good / "database.dump"
+    dump = stack.path / "deploy" / "backups" / good / "database.dump"
 
     # Damaged copies, named as older backups so that the newest stays the good one.
     def flip_a_byte(directory):
@@ -273,18 +274,18 @@ def test_restore_refuses_bad_input_and_changes_nothing(stack, project):
     assert "the web service is running: stop it first" in refusal(stack, "restore", "--force")
 
     # A backup that cannot be written, or whose dump fails, leaves nothing behind.
-    before = sorted(path.name for path in (stack.path / "backups").iterdir())
-    (stack.path / "backups").chmod(0o500)
+    before = sorted(path.name for path in (stack.path / "deploy" / "backups").iterdir())
+    (stack.path / "deploy" / "backups").chmod(0o500)
     try:
-        assert "cannot write to ./backups" in refusal(stack, "now")
+        assert "cannot write to deploy/backups" in refusal(stack, "now")
     finally:
-        (stack.path / "backups").chmod(0o755)
+        (stack.path / "deploy" / "backups").chmod(0o755)
     stack.compose("stop", "ipfs")
     assert "the IPFS node at http://ipfs:5001: pin/ls failed: curl: (6) Could not resolve " \
         "host: ipfs" in refusal(stack, "now", options=["--no-deps"])
     stack.compose("stop", "db")
     assert "pg_dump failed: no backup was written" in refusal(stack, "now", options=["--no-deps"])
-    assert sorted(path.name for path in (stack.path / "backups").iterdir()) == before
+    assert sorted(path.name for path in (stack.path / "deploy" / "backups").iterdir()) == before
 
     stack.up()
     assert shell(stack, count_notes) == notes
@@ -311,7 +312,7 @@ def test_restore_force_replaces_a_database_in_place(stack, project):
     # and the command that drops it.
     kept, = re.findall(rf"the database it replaced is kept as ({slug}__replaced_\d{{8}}T\d{{6}}Z)"
                        r"; once you no longer need it:$", restored, re.MULTILINE)
-    drop = f"docker compose -f compose.prod.yaml exec db dropdb --username={slug} {kept}"
+    drop = f"docker compose -f deploy/compose.yaml exec db dropdb --username={slug} {kept}"
     assert f"\n  {drop}\n" in restored, restored
     psql = ["db", "psql", "--username", slug, "--tuples-only", "--dbname"]
     assert stack.exec(*psql, kept, "--command", f"SELECT count(*) FROM {slug}_note WHERE "
@@ -354,7 +355,7 @@ def test_retention_keeps_the_newest_of_each_day_and_week(stack):
                  "2026-03-18T030000Z", "2026-03-18T150000Z"]
     for name in simulated:
         copy_backup(stack, seed, name)
-    shutil.rmtree(stack.path / "backups" / seed)
+    shutil.rmtree(stack.path / "deploy" / "backups" / seed)
     keep = ("BACKUP_KEEP_DAILY=3", "BACKUP_KEEP_WEEKLY=2")
     keep = [option for pair in keep for option in ("--env", pair)]
     pruned = backup(stack, "prune", options=keep).stdout
@@ -375,7 +376,7 @@ def test_the_service_backs_up_once_a_day_and_prunes(stack):
     old = ["2001-01-01T030000Z", "2001-01-02T030000Z", "2001-01-03T030000Z"]
     for name in old:
         copy_backup(stack, seed, name)
-    shutil.rmtree(stack.path / "backups" / seed)
+    shutil.rmtree(stack.path / "deploy" / "backups" / seed)
     scheduled = {"BACKUP_KEEP_DAILY": "2", "BACKUP_KEEP_WEEKLY": "0"}
     execute(stack.command("up", "--detach", "--wait", "backup"), stack.path,
             stack.env | scheduled)
@@ -404,10 +405,10 @@ def test_health_is_the_age_of_the_newest_backup(stack):
     stack.compose("stop", "backup")
     # Backed up 26 hours ago, less 15 seconds: healthy for 15 more seconds.
     started = time.monotonic()
-    newest = (stack.path / "backups" / seed).rename(
-        stack.path / "backups" / backup_named(26 * 3600 - 15))
+    newest = (stack.path / "deploy" / "backups" / seed).rename(
+        stack.path / "deploy" / "backups" / backup_named(26 * 3600 - 15))
     # Every attempt fails from now on (and is retried every minute).
-    (stack.path / "backups").chmod(0o500)
+    (stack.path / "deploy" / "backups").chmod(0o500)
     try:
         execute(stack.command("up", "--detach", "backup"), stack.path, stack.env)
         check = ["backup", "bash", "/backup.sh", "health"]
@@ -421,7 +422,7 @@ def test_health_is_the_age_of_the_newest_backup(stack):
         print(f"FIGURE backup health flipped {flipped:.1f} s after the newest backup turned 26 h")
         assert f"backup: unhealthy: the newest backup, {newest.name}, is 26 hours old (limit: " \
             "under 26); the last attempt failed at " in stale.stderr, stale.stderr
-        assert "cannot write to ./backups" in stack.compose("logs", "backup").stdout
+        assert "cannot write to deploy/backups" in stack.compose("logs", "backup").stdout
         # Docker's view: one failed check a minute makes it unhealthy.
         eventually(lambda: health(stack)["backup"][1] == "unhealthy", timeout=90, interval=1)
         docker_flipped = time.monotonic() - started - 15
@@ -429,7 +430,7 @@ def test_health_is_the_age_of_the_newest_backup(stack):
         print(f"FIGURE docker compose ps shows the backup service unhealthy {docker_flipped:.0f} s "
               "after the newest backup turned 26 h")
     finally:
-        (stack.path / "backups").chmod(0o755)
+        (stack.path / "deploy" / "backups").chmod(0o755)
         stack.compose("stop", "backup")
 
 
@@ -451,7 +452,7 @@ def stalled(stack):
 
 
 def test_a_server_that_never_answers_fails_the_backup_in_time(stack, stalled):
-    before = sorted(path.name for path in (stack.path / "backups").iterdir())
+    before = sorted(path.name for path in (stack.path / "deploy" / "backups").iterdir())
     started = time.monotonic()
     message = refusal(stack, "now", options=["--env", f"IPFS_API_URL=http://{stalled}:5001"])
     waited = time.monotonic() - started
@@ -467,14 +468,14 @@ def test_a_server_that_never_answers_fails_the_backup_in_time(stack, stalled):
         message
     assert 10 <= waited < 25, waited
     print(f"FIGURE a database that never answers fails the backup after {waited:.1f} s")
-    assert sorted(path.name for path in (stack.path / "backups").iterdir()) == before
+    assert sorted(path.name for path in (stack.path / "deploy" / "backups").iterdir()) == before
 
 
 def test_a_damaged_linked_copy_is_read_from_the_node_again(stack, project):
     content = f"linked, then damaged {secrets.token_hex(8)}"
     _, cid = add_upload(stack, project.slug, content)
     (first,) = BACKUP_OUTPUT.findall(backup(stack, "now").stdout)
-    copy = stack.path / "backups" / first / "ipfs" / cid
+    copy = stack.path / "deploy" / "backups" / first / "ipfs" / cid
     copy.write_bytes(b"X" + copy.read_bytes()[1:])  # in place: every link to it changes
     result = backup(stack, "now")
     (second,) = BACKUP_OUTPUT.findall(result.stdout)
@@ -482,9 +483,9 @@ def test_a_damaged_linked_copy_is_read_from_the_node_again(stack, project):
     assert int(fetched) == 1 and int(saved) == int(fetched) + int(linked), result.stdout
     assert f"ipfs/{cid} in {first} no longer matches its checksum (damaged): read from the " \
         f"node again; {first} and the backups that share the copy stay damaged" in result.stderr
-    again = stack.path / "backups" / second / "ipfs" / cid
+    again = stack.path / "deploy" / "backups" / second / "ipfs" / cid
     assert again.read_text() == content and again.stat().st_ino != copy.stat().st_ino
-    shutil.rmtree(stack.path / "backups" / first)
+    shutil.rmtree(stack.path / "deploy" / "backups" / first)
     # The next backup links the good copy again.
     result = backup(stack, "now")
     assert IPFS_OUTPUT.findall(result.stdout) == [(saved, "0", saved)], result.stdout

@@ -182,7 +182,7 @@ class Project:
             "POSTGRES_APP_PASSWORD": secrets.token_urlsafe(24),
             "SITE_ADDRESS": "localhost",
         }
-        (prod_path / ".env").write_text("".join(f"{name}={value}\n"
+        (prod_path / "deploy" / ".env").write_text("".join(f"{name}={value}\n"
                                                 for name, value in self.prod_values.items()))
         name = f"shipshape-{self.slug.replace('_', '-')}-{RUN}"
         # Every published port picked by Docker, on 127.0.0.1 only (dev's are already): Docker
@@ -194,7 +194,7 @@ class Project:
             "IPFS_GATEWAY_PORT": "0",
         } | dict.fromkeys(("HTTP_PORT", "HTTPS_PORT", "IPFS_SWARM_PORT"), "127.0.0.1:")
         self.dev = Stack(dev_path, f"{name}-dev", ["compose.yaml"], env)
-        self.prod = Stack(prod_path, f"{name}-prod", ["compose.prod.yaml"], env)
+        self.prod = Stack(prod_path, f"{name}-prod", ["deploy/compose.yaml"], env)
         self.dev_values = read_env_file(dev_path / ".env")
 
     def build(self):
@@ -700,7 +700,7 @@ def test_the_health_probe_checks_healthz_without_starting_python(prod):
 def test_the_caddyfile_is_formatted_and_valid(project):
     """Caddy warns at every start about a Caddyfile that `caddy fmt` would change, and refuses
     an invalid one: both asked of the caddy image that production runs."""
-    mount = f"{project.prod.path / 'Caddyfile'}:/etc/caddy/Caddyfile:ro"
+    mount = f"{project.prod.path / "deploy" / "Caddyfile"}:/etc/caddy/Caddyfile:ro"
     docker("run", "--rm", "--volume", mount, "caddy:2",
            "caddy", "fmt", "--diff", "/etc/caddy/Caddyfile")
     docker("run", "--rm", "--volume", mount, "--env", "SITE_ADDRESS=localhost", "caddy:2",
@@ -834,7 +834,7 @@ def test_stopping_web_loses_no_request_it_accepted(prod):
 
 
 def test_caddy_holds_a_request_until_web_answers(prod):
-    """Caddy starts beside web rather than after its health check (compose.prod.yaml), so a
+    """Caddy starts beside web rather than after its health check (deploy/compose.yaml), so a
     request that comes while gunicorn is not listening yet, or while web restarts, waits for it
     (the Caddyfile's lb_try_duration) instead of failing."""
     port, trust = prod.port("caddy", 443), caddy_trust(prod)
@@ -873,12 +873,12 @@ def declared_variables(project):
 
 def test_dev_and_prod_share_image_database_and_variables(project):
     dev = compose_file(project.dev, "compose.yaml")
-    prod = compose_file(project.prod, "compose.prod.yaml")
+    prod = compose_file(project.prod, "deploy/compose.yaml")
     declared = declared_variables(project)
     # The same Postgres image; the same Dockerfile for every service compose builds.
     assert dev["services"]["db"]["image"] == prod["services"]["db"]["image"]
     assert dev["services"]["db"]["image"].startswith("postgres:17")  # perhaps pinned: @sha256:…
-    # Production adds the app's own role, not a superuser (scripts/db-app-role.sh).
+    # Production adds the app's own role, not a superuser (deploy/scripts/db-app-role.sh).
     app_password = "${POSTGRES_APP_PASSWORD:?set POSTGRES_APP_PASSWORD in .env}"
     app_role = {"POSTGRES_APP_USER": f"{project.slug}_app", "POSTGRES_APP_PASSWORD": app_password}
     assert dev["services"]["db"]["environment"] | app_role == prod["services"]["db"]["environment"]
@@ -890,8 +890,8 @@ def test_dev_and_prod_share_image_database_and_variables(project):
     notebook = {("dev", ".", None, "notebook")} if with_notebooks else set()
     # With IPFS, the backup service's image too: postgres:17 with an HTTP client for the node.
     with_ipfs = project.answers.get("ipfs", "yes") == "yes"
-    backup = {("prod", ".", None, "backup")} if with_ipfs else set()
-    assert builds == {("dev", ".", None, "dev"), ("prod", ".", None, "prod")} | notebook | backup
+    backup = {("prod", "..", None, "backup")} if with_ipfs else set()
+    assert builds == {("dev", ".", None, "dev"), ("prod", "..", None, "prod")} | notebook | backup
     # The app containers get the same variables: .env, plus names the settings schema declares.
     for compose in (dev, prod):
         for name, service in compose["services"].items():
@@ -903,20 +903,19 @@ def test_dev_and_prod_share_image_database_and_variables(project):
         f"//{project.slug}_app:{app_password}@") \
         == prod["services"]["web"]["environment"]["DATABASE_URL"]
     # Every variable a compose file reads is declared, with the same default.
-    for file in ("compose.yaml", "compose.prod.yaml"):
-        used = INTERPOLATION.findall((project.dev.path / file).read_text())
+    for stack, file in ((project.dev, "compose.yaml"), (project.prod, "deploy/compose.yaml")):
+        used = INTERPOLATION.findall((stack.path / file).read_text())
         assert used, file
         for name, operator, default in used:
             assert name in declared, f"{file}: {name} is not declared in config/env.py"
             if operator == ":-":
                 assert default == declared[name], f"{file}: {name} defaults to {default!r}"
-        # And Compose itself accepts the file, with the generated .env.
-        execute(["docker", "compose", "-f", file, "config", "--quiet"], project.dev.path,
-                project.dev.env)
+        # And Compose itself accepts the file, with the .env beside it.
+        execute(["docker", "compose", "-f", file, "config", "--quiet"], stack.path, stack.env)
 
 
 def test_prod_compose_is_hardened(project):
-    prod = compose_file(project.prod, "compose.prod.yaml")
+    prod = compose_file(project.prod, "deploy/compose.yaml")
     services = prod["services"]
     assert set(services) == {"db", "migrate", "web", "caddy", "backup"} | (
         {"ipfs"} if with_ipfs(project.prod) else set())
@@ -937,10 +936,10 @@ def test_prod_compose_is_hardened(project):
     assert services["web"]["depends_on"]["migrate"]
     # Docker waits longer than gunicorn's graceful stop: in-flight requests are never SIGKILLed.
     graceful_timeout = re.search(r"^graceful_timeout = (\d+)$",
-                                 (project.prod.path / "gunicorn.conf.py").read_text(), re.M)
+                                 (project.prod.path / "config/gunicorn.conf.py").read_text(), re.M)
     grace = int(services["web"]["stop_grace_period"].removesuffix("s"))
     assert int(graceful_timeout[1]) < grace
     # No secret is written into the file: the password only ever comes from the environment.
-    text = (project.prod.path / "compose.prod.yaml").read_text()
+    text = (project.prod.path / "deploy/compose.yaml").read_text()
     assert project.prod_values["POSTGRES_PASSWORD"] not in text
     assert "${POSTGRES_PASSWORD:?" in text

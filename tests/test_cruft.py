@@ -58,12 +58,16 @@ def environ(tmp_path):
 class Template:
     """The template's repository (work tree) and the bare repository it publishes to."""
 
-    def __init__(self, root, environ):
+    def __init__(self, root, environ, commit=None):
+        """Commit A holds this checkout's files, or those of an older `commit` of it."""
         self.work, self.url, self.environ = root / "shipshape", root / "shipshape.git", environ
-        tracked = run(["git", "ls-files", "-z"], cwd=TEMPLATE).stdout
-        for name in filter(None, tracked.split("\0")):
-            (self.work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(TEMPLATE / name, self.work / name)
+        if commit:
+            self.work.mkdir()
+            archive = subprocess.run(["git", "archive", commit], cwd=TEMPLATE, check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x"], cwd=self.work, input=archive, check=True)
+        else:
+            self.copy_checkout()
         self.git("init", "--quiet", "--initial-branch", "main")
         self.git("add", "--all")
         self.git("commit", "--quiet", "--message", "A")
@@ -72,6 +76,21 @@ class Template:
         run(["git", "clone", "--quiet", "--bare", str(self.work), str(self.url)], cwd=root,
             env=environ)
         self.git("remote", "add", "origin", str(self.url))
+
+    def copy_checkout(self):
+        tracked = run(["git", "ls-files", "-z"], cwd=TEMPLATE).stdout
+        for name in filter(None, tracked.split("\0")):
+            (self.work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(TEMPLATE / name, self.work / name)
+
+    def commit_checkout(self):
+        """Commit B: this checkout's files, from an older commit A."""
+        self.git("rm", "--quiet", "-r", ".")
+        self.copy_checkout()
+        self.git("add", "--all")
+        self.git("commit", "--quiet", "--message", "B")
+        self.git("push", "--quiet", "origin", "main")
+        return self.head()
 
     def git(self, *arguments):
         return run(["git", *arguments], cwd=self.work, env=self.environ)
@@ -394,3 +413,28 @@ def test_a_project_from_before_the_first_release_follows_the_changelog(template,
     assert changed_files(project, template.environ) == CHANGED_BY_AN_UPDATE
     assert "skip" not in json.loads(state_file.read_text())
     assert (project / ".env").read_bytes() == secrets
+
+
+# The last commit before the reshaping moved files into deploy/ and config/ (docs/reshape.md);
+# CHANGELOG.md tells projects generated before it to update to the moves' commit first.
+BEFORE_THE_MOVES = "afcda212086088d3a0d82f156d89adda007fba2b"
+
+
+def test_an_edit_follows_a_file_the_template_moved(tmp_path, environ):
+    template = Template(tmp_path, environ, commit=BEFORE_THE_MOVES)
+    project, _ = create(template, tmp_path / "out")
+    compose, gunicorn = project / "compose.prod.yaml", project / "gunicorn.conf.py"
+    compose.write_text(compose.read_text() + "# Ours: the host's backups go to tape too.\n")
+    gunicorn.write_text(gunicorn.read_text().replace("\ntimeout = 30\n", "\ntimeout = 60\n"))
+    commit_all(project, environ, "Our production edits")
+    template.commit_checkout()
+
+    result = cruft("update", "--skip-apply-ask", cwd=project, environ=environ)
+    assert result.returncode == 0 and "has been updated" in result.stdout, output(result)
+    unmerged = run(["git", "diff", "--name-only", "--diff-filter=U"], cwd=project,
+                   env=environ).stdout.split()
+    assert unmerged == [], output(result)
+    assert not compose.exists() and not gunicorn.exists()
+    assert (project / "deploy/compose.yaml").read_text().endswith(
+        "# Ours: the host's backups go to tape too.\n")
+    assert "\ntimeout = 60\n" in (project / "config/gunicorn.conf.py").read_text()

@@ -1,6 +1,8 @@
-"""The generated project's scripts/images.py: its own tests, and CI's job that proposes the pins.
+"""The generated project's .github/scripts/images.py: its own tests, and CI's job that proposes
+the pins.
 
-The project's tests (scripts/tests) push images of their own to the registry on 127.0.0.1:5000
+The project's tests (.github/scripts/tests) push images of their own to the registry on
+127.0.0.1:5000
 (SHIPSHAPE_TEST_REGISTRY: the local Docker Hub mirror on development machines, a plain registry
 in the template's GitHub CI). Docker Hub names resolve at SHIPSHAPE_TEST_DOCKER_HUB, by default
 that mirror; empty means Docker Hub itself, as in GitHub's CI.
@@ -36,7 +38,8 @@ def test_the_projects_tests_of_its_image_script_pass(tmp_path):
     """What the generated CI's `images` job runs, here against the local registry."""
     project = generate(tmp_path)
     run(["uv", "sync", "--locked", "--quiet"], cwd=project)
-    result = run(["uv", "run", "--locked", "pytest", "-p", "no:cacheprovider", "scripts/tests"],
+    result = run(["uv", "run", "--locked", "pytest", "-p", "no:cacheprovider",
+                  ".github/scripts/tests"],
                  cwd=project, env=tool_environment() | ENVIRONMENT, timeout=1800)
     summary = result.stdout.strip().splitlines()[-1]
     assert re.search(r"\d+ passed", summary), summary
@@ -183,11 +186,11 @@ def test_ci_proposes_pins_for_a_fresh_project_and_keeps_the_proposal_current(tmp
     # The branch on origin pins every base image; main is untouched.
     assert git("rev-parse", "main", cwd=origin) == generated
     pinned = {name: git("show", f"pin-base-images:{name}", cwd=origin)
-              for name in ("Dockerfile", "compose.yaml", "compose.prod.yaml")}
+              for name in ("Dockerfile", "compose.yaml", "deploy/compose.yaml")}
     assert f"FROM python:3.13-slim@{hub_digest('python:3.13-slim')} AS base" in \
         pinned["Dockerfile"]
     for image in ("postgres:17", "caddy:2"):
-        assert f"image: {image}@{hub_digest(image)}" in pinned["compose.prod.yaml"], image
+        assert f"image: {image}@{hub_digest(image)}" in pinned["deploy/compose.yaml"], image
     assert f"image: postgres:17@{hub_digest('postgres:17')}" in pinned["compose.yaml"]
     assert "images: pin base images" in git("log", "-1", "--format=%s", "pin-base-images",
                                             cwd=origin)

@@ -1,4 +1,4 @@
-"""The container tier, Swarm: a generated project's compose.swarm.yaml deployed on a real
+"""The container tier, Swarm: a generated project's deploy/swarm.yaml deployed on a real
 single-node Swarm, with zero-downtime updates proven under load.
 
 The engine is put in Swarm mode for this module only (`docker swarm init`) and always leaves it
@@ -229,7 +229,7 @@ class Swarm:
 
     def deploy(self, image):
         execute(["docker", "stack", "deploy", "--detach=true", "--compose-file",
-                 "compose.swarm.yaml", STACK], self.path, self.env(image), timeout=300,
+                 "deploy/swarm.yaml", STACK], self.path, self.env(image), timeout=300,
                 describe=self.diagnostics)
 
     def update(self, image, ends, serving, timeout):
@@ -338,9 +338,9 @@ def project(tmp_path_factory):
               "database_url": f"postgres://{path.name}_app:{password}@db:5432/{path.name}",
               "email_url": "smtp://mail.invalid", "postgres_password": secrets.token_urlsafe(24),
               "postgres_app_password": password}
-    (path / "secrets").mkdir()
+    (path / "deploy" / "secrets").mkdir()
     for name in SECRETS:
-        (path / "secrets" / name).write_text(values[name] + "\n")
+        (path / "deploy" / "secrets" / name).write_text(values[name] + "\n")
     return path
 
 
@@ -373,9 +373,9 @@ def test_the_swarm_file_reads_only_declared_variables(project, images):
     script = ("import json; from config import env; print(json.dumps({v.name: v.default for v "
               "in env.VARIABLES + env.COMPOSE_VARIABLES}))")
     declared = json.loads(docker("run", "--rm", images["v1"], "python", "-c", script).stdout)
-    text = (project / "compose.swarm.yaml").read_text()
+    text = (project / "deploy/swarm.yaml").read_text()
     for name, operator, default in INTERPOLATION.findall(text):
-        assert name in declared, f"compose.swarm.yaml: {name} is not declared in config/env.py"
+        assert name in declared, f"deploy/swarm.yaml: {name} is not declared in config/env.py"
         if operator == ":-":
             assert default == declared[name], f"{name} defaults to {default!r}"
     stack = yaml.safe_load(text)
@@ -385,7 +385,7 @@ def test_the_swarm_file_reads_only_declared_variables(project, images):
         assert network["driver_opts"] == {"encrypted": ""}, name
     # The IPFS node: one task on the labelled node, its RPC API and gateway published nowhere
     # (web reaches the API on the internal network, Caddy the gateway), the same init script as
-    # compose.prod.yaml's, its own health check.
+    # deploy/compose.yaml's, its own health check.
     ipfs = stack["services"]["ipfs"]
     assert ipfs["deploy"]["replicas"] == 1
     assert ipfs["deploy"]["placement"]["constraints"] == ["node.labels.ipfs == true"]
@@ -408,7 +408,7 @@ def test_the_swarm_file_reads_only_declared_variables(project, images):
 
 
 def test_without_ipfs_the_swarm_file_has_no_trace_of_it(tmp_path):
-    text = (generate(tmp_path, ipfs="no") / "compose.swarm.yaml").read_text()
+    text = (generate(tmp_path, ipfs="no") / "deploy/swarm.yaml").read_text()
     assert "ipfs" not in text.lower()
 
 

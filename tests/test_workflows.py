@@ -62,7 +62,7 @@ def test_every_generated_project_has_its_ci_files(projects):
     for project in projects:
         for name in (".github/workflows/ci.yml", ".github/workflows/security-rebuild.yml",
                      ".github/workflows/template-updates.yml", ".github/dependabot.yml",
-                     "scripts/images.py", "scripts/tests/pytest.ini", "Dockerfile"):
+                     ".github/scripts/images.py", ".github/scripts/tests/pytest.ini", "Dockerfile"):
             assert (project / name).is_file(), f"{project.name}: {name} missing"
 
 
@@ -209,14 +209,15 @@ def test_the_security_rebuild_is_scheduled_in_a_file_of_its_own(projects):
 
 
 def test_the_image_script_is_tested_in_a_ci_job_with_docker_and_a_registry(projects):
-    """scripts/tests need Docker and a registry: their own job runs them, and the project's
+    """.github/scripts/tests need Docker and a registry: their own job runs them, and the project's
     plain `pytest` (the `test` job, the dev container) does not collect them."""
     for project in projects:
         job = load(project / ".github/workflows/ci.yml")["jobs"]["images"]
         (registry,) = job["services"].values()
         assert registry["ports"] == ["127.0.0.1:5000:5000"]
         assert job["env"]["IMAGES_TEST_REGISTRY"] == "127.0.0.1:5000"
-        assert "uv run --locked pytest scripts/tests" in [step.get("run") for step in job["steps"]]
+        runs = [step.get("run") for step in job["steps"]]
+        assert "uv run --locked pytest .github/scripts/tests" in runs
         pytest_options = tomllib.loads((project / "pyproject.toml").read_text())["tool"][
             "pytest"]["ini_options"]
         assert pytest_options["testpaths"] == ["tests"]
@@ -292,7 +293,7 @@ def test_the_image_and_the_rebuild_check_ask_apt_the_same_question(projects):
     forever: both use `upgrade --with-new-pkgs`."""
     for project in projects:
         dockerfile = (project / "Dockerfile").read_text()
-        check = (project / "scripts/images.py").read_text()
+        check = (project / ".github/scripts/images.py").read_text()
         # Every stage that upgrades (base; with IPFS, backup too) upgrades the same way.
         assert set(re.findall(r"apt-get upgrade\b.*", dockerfile)) == {
             "apt-get upgrade --yes --with-new-pkgs \\"}, project.name
@@ -320,7 +321,7 @@ def test_the_weekly_rebuild_labels_its_image_as_ci_publishes_it(projects, tmp_pa
     """source and revision (and the rest of metadata-action's labels) reach the rebuild's build:
     the same action with the same inputs as CI's publish job, its labels handed to images.py
     one --label each. The rebuild step's script runs here with a python3 that records its
-    arguments (the build itself: scripts/tests/test_rebuild.py)."""
+    arguments (the build itself: .github/scripts/tests/test_rebuild.py)."""
     project = projects[0]
     publish = load(project / ".github/workflows/ci.yml")["jobs"]["publish"]["steps"]
     steps = load(project / ".github/workflows/security-rebuild.yml")["jobs"]["rebuild"]["steps"]
@@ -355,7 +356,7 @@ def test_the_weekly_rebuild_labels_its_image_as_ci_publishes_it(projects, tmp_pa
         text=True, capture_output=True, check=False, timeout=60)
     assert result.returncode == 0, failure(result)
     assert json.loads(recorded.read_text()) == [
-        "scripts/images.py", "rebuild", "--force", "--no-audit", "--image",
+        ".github/scripts/images.py", "rebuild", "--force", "--no-audit", "--image",
         "ghcr.io/org/app:latest", *(part for label in given for part in ("--label", label))]
     # The pin it moved is not committed: the summary says what follows from that.
     assert "Not committed by this run" in (tmp_path / "summary").read_text()

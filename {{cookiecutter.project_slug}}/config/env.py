@@ -314,7 +314,7 @@ VARIABLES = (
     Variable(
         "IPFS_GATEWAY_URL", URL_OR_PATH, default="/",
         help="Where browsers fetch uploads, as <this>/ipfs/<CID>: never the site's own origin. "
-             "compose.prod.yaml sets https://ipfs.<SITE_ADDRESS>, which Caddy serves; `/` (this "
+             "deploy/compose.yaml sets https://ipfs.<SITE_ADDRESS>, which Caddy serves; `/` (this "
              "site) redirects there; development's .env names the dev gateway.",
     ),
     Variable(
@@ -325,7 +325,8 @@ VARIABLES = (
 {%- endif %}
     Variable(
         "WEB_CONCURRENCY", COUNT, default="2",
-        help="gunicorn worker processes in production (gunicorn.conf.py): about one per CPU; "
+        help="gunicorn worker processes in production (config/gunicorn.conf.py): about one per "
+             "CPU; "
              "each adds a few MiB, since the app is loaded once before they fork.",
     ),
     Variable(
@@ -347,7 +348,8 @@ COMPOSE_VARIABLES = (
     Variable(
         "POSTGRES_APP_PASSWORD", TEXT, required_in_production=True, example=PLACEHOLDER,
         help="Password of the app's database role in production, not a superuser "
-             "(compose.prod.yaml, scripts/db-app-role.sh): migrations and the app connect with it.",
+             "(deploy/compose.yaml, deploy/scripts/db-app-role.sh): migrations and the app connect "
+             "with it.",
     ),
     Variable(
         "HOST_UID", INTEGER, default="1000",
@@ -401,8 +403,8 @@ COMPOSE_VARIABLES = (
 {%- endif %}
     Variable(
         "IMAGE", TEXT, example="registry.example.com/{{ cookiecutter.project_slug }}:sha-1a2b3c4",
-        help="The image `docker stack deploy -c compose.swarm.yaml` runs, from a registry "
-             "(compose.prod.yaml builds its own).",
+        help="The image `docker stack deploy -c deploy/swarm.yaml` runs, from a registry "
+             "(deploy/compose.yaml builds its own).",
     ),
     Variable(
         "BACKUP_TIME", TIME_OF_DAY, default="03:00",

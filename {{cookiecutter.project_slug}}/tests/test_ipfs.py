@@ -341,7 +341,7 @@ def test_production_refuses_a_public_rpc_address(url, allowed):
 
 
 def test_backups_add_files_back_with_the_apps_parameters():
-    """scripts/backup.sh adds a backup's files back to a new node: with other parameters they
-    would get other CIDs, and the restored uploads would point at nothing."""
-    script = (django_settings.BASE_DIR / "scripts" / "backup.sh").read_text()
+    """deploy/scripts/backup.sh adds a backup's files back to a new node: with other parameters
+    they would get other CIDs, and the restored uploads would point at nothing."""
+    script = (django_settings.BASE_DIR / "deploy/scripts/backup.sh").read_text()
     assert f'add_parameters="{urlencode(ADD_PARAMETERS)}"' in script

@@ -149,9 +149,9 @@ class KuboStorage(Storage):
 
     def collect(self):
         """Garbage-collect the node (Kubo's `repo gc`): every block no pin reaches is deleted,
-        and the gateway answers 404 for it (scripts/ipfs-config.sh: Gateway.NoFetch). Content
-        being added is safe: Kubo adds and pins under the lock GC takes. Returns how many blocks
-        went; NodeError if the node reported an error for some of them."""
+        and the gateway answers 404 for it (deploy/scripts/ipfs-config.sh: Gateway.NoFetch).
+        Content being added is safe: Kubo adds and pins under the lock GC takes. Returns how many
+        blocks went; NodeError if the node reported an error for some of them."""
         removed, errors = 0, []
         response = self._call("repo/gc", stream=True, params={"stream-errors": "true"})
         try:

@@ -26,7 +26,7 @@ def objects(tmp_path_factory):
     """{(kind, name): object} of the rendered overlay, with the example secrets."""
     root = tmp_path_factory.mktemp("project")
     copy = shutil.copytree(KUBERNETES, root / "deploy" / "kubernetes")
-    shutil.copytree(PROJECT / "scripts", root / "scripts")  # kustomizations may name it
+    shutil.copytree(PROJECT / "deploy/scripts", root / "deploy/scripts")  # base names it
     shutil.copy(copy / OVERLAY / "secrets.env.example", copy / OVERLAY / "secrets.env")
     rendered = subprocess.run(["kustomize", "build", str(copy / OVERLAY)], capture_output=True,
                               text=True, check=True).stdout
@@ -201,8 +201,9 @@ def test_the_node_is_configured_by_the_same_init_script_as_compose(objects, node
     volume = next(volume for volume in pod["volumes"] if volume["name"] == mount["name"])
     config = objects["ConfigMap", "ipfs-config"]
     assert volume["configMap"]["name"] == config["metadata"]["name"]
-    assert config["data"] == {"ipfs-config.sh": (PROJECT / "scripts/ipfs-config.sh").read_text()}
-    assert "/container-init.d" in (PROJECT / "compose.swarm.yaml").read_text()
+    script = PROJECT / "deploy/scripts/ipfs-config.sh"
+    assert config["data"] == {"ipfs-config.sh": script.read_text()}
+    assert "/container-init.d" in (PROJECT / "deploy/swarm.yaml").read_text()
 
 
 def test_every_web_pod_names_a_reachable_node(objects, pods, node):
@@ -285,7 +286,7 @@ def test_the_upload_page_alone_takes_bodies_up_to_the_upload_limit(objects):
 
 def test_the_node_marks_what_it_serves_as_sandboxed_and_never_sniffed():
     """No Ingress can set response headers portably: the node's own config does."""
-    script = (PROJECT / "scripts/ipfs-config.sh").read_text()
+    script = (PROJECT / "deploy/scripts/ipfs-config.sh").read_text()
     assert "Gateway.HTTPHeaders" in script
     assert '"Content-Security-Policy": ["sandbox"]' in script
     assert '"X-Content-Type-Options": ["nosniff"]' in script

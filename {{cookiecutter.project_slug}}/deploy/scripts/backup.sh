@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Backups of the production database. compose.prod.yaml's `backup` service runs this script in
+# Backups of the production database. deploy/compose.yaml's `backup` service runs this script in
 # the postgres image, so pg_dump and pg_restore are those of the server's major version:
 #
-#   docker compose -f compose.prod.yaml run --rm backup now                      # back up now
-#   docker compose -f compose.prod.yaml run --rm backup list                     # the backups
-#   docker compose -f compose.prod.yaml run --rm backup restore [NAME] [--force] # default: newest
-#   docker compose -f compose.prod.yaml run --rm backup prune                    # apply retention
-#   docker compose -f compose.prod.yaml exec backup bash /backup.sh health      # and why
+#   docker compose -f deploy/compose.yaml run --rm backup now                      # back up now
+#   docker compose -f deploy/compose.yaml run --rm backup list                     # the backups
+#   docker compose -f deploy/compose.yaml run --rm backup restore [NAME] [--force] # default: newest
+#   docker compose -f deploy/compose.yaml run --rm backup prune                    # apply retention
+#   docker compose -f deploy/compose.yaml exec backup bash /backup.sh health      # and why
 #
 # Left running (`schedule`, the service's command) it takes a backup every day after
 # BACKUP_TIME (UTC), unless that day has one already, then prunes: the newest backup of each of
@@ -77,9 +77,9 @@ dumped_major_version() { # FILE: the major version of the server it was dumped f
 }
 
 check_writable() {
-  [[ -w $root ]] || fail "cannot write to ./backups (owner uid $(stat -c %u "$root")," \
+  [[ -w $root ]] || fail "cannot write to deploy/backups (owner uid $(stat -c %u "$root")," \
     "mode $(stat -c %a "$root")); this service runs as uid $(id -u) (HOST_UID in .env):" \
-    "sudo chown $(id -u):$(id -g) backups && chmod u+rwx backups"
+    "sudo chown $(id -u):$(id -g) deploy/backups && chmod u+rwx deploy/backups"
 }
 
 now() {
@@ -226,13 +226,13 @@ restore() {
   done
   if [[ -z $name ]]; then
     name=$(backups | tail -n 1)
-    [[ -n $name ]] || fail "there are no backups in ./backups"
+    [[ -n $name ]] || fail "there are no backups in deploy/backups"
   fi
   [[ $name =~ $name_pattern && -d $root/$name ]] ||
-    fail "no backup named $name in ./backups (backup list shows them)"
+    fail "no backup named $name in deploy/backups (backup list shows them)"
   check_backup "$root/$name" "$name"
   [[ -n ${APP_ROLE:-} ]] || fail "APP_ROLE is not set: the role the restored database goes to" \
-    "(compose.prod.yaml's backup service sets it)"
+    "(deploy/compose.yaml's backup service sets it)"
 
   local ours theirs
   ours=$(($(sql --command='SHOW server_version_num') / 10000))
@@ -242,7 +242,7 @@ restore() {
 
   # Nothing may use the database while it is replaced.
   if getent hosts web >/dev/null; then
-    fail "the web service is running: stop it first (docker compose -f compose.prod.yaml stop web)"
+    fail "the web service is running: stop it first (docker compose -f deploy/compose.yaml stop web)"
   fi
   local sessions
   sessions=$(other_sessions)
@@ -287,7 +287,7 @@ restore() {
   local kept
   if ((tables > 0)); then
     kept="the database it replaced is kept as $replaced; once you no longer need it:"
-    kept+=$'\n'"  docker compose -f compose.prod.yaml exec db dropdb --username=$PGUSER $replaced"
+    kept+=$'\n'"  docker compose -f deploy/compose.yaml exec db dropdb --username=$PGUSER $replaced"
   else
     sql --dbname=postgres --command="DROP DATABASE \"$replaced\""
   fi
@@ -383,10 +383,10 @@ health() { # one line; healthy while the newest backup is younger than stale_aft
   if [[ -f $status ]]; then last="; the last attempt $(<"$status")"; fi
   if [[ -z $newest ]]; then
     # A new deployment: none is due before BACKUP_TIME; give it the same time as any backup.
-    [[ -f $started ]] || fail "unhealthy: no backup in ./backups, and the scheduler is not running"
+    [[ -f $started ]] || fail "unhealthy: no backup in deploy/backups, and the scheduler is not running"
     age=$(hours_since "$(<"$started")")
     ((age < stale_after_hours)) ||
-      fail "unhealthy: no backup in ./backups in the $age hours since the service started$last" \
+      fail "unhealthy: no backup in deploy/backups in the $age hours since the service started$last" \
         "(docker compose logs backup says why)"
     echo "healthy: no backup yet, the service started $age hours ago$last"
     return

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# The app's own database role, not a superuser (the db service of compose.prod.yaml and of
-# compose.swarm.yaml): the official postgres image makes POSTGRES_USER a superuser, which the
+# The app's own database role, not a superuser (the db service of deploy/compose.yaml and of
+# deploy/swarm.yaml): the official postgres image makes POSTGRES_USER a superuser, which the
 # backup service keeps using, while migrations and the app connect as POSTGRES_APP_USER, the
 # owner of the database and of everything in it. A superuser could read the server's files and
 # run programs on it.
@@ -8,7 +8,7 @@
 # The image runs this once, when it creates the database (a new volume); on a database created
 # before, run it by hand, once (CHANGELOG: manual steps), and after changing the password:
 #
-#   docker compose -f compose.prod.yaml exec db bash /docker-entrypoint-initdb.d/app-role.sh
+#   docker compose -f deploy/compose.yaml exec db bash /docker-entrypoint-initdb.d/app-role.sh
 #
 # It creates the role (or sets its password), and gives it the database and the tables, views
 # and sequences in the public schema that the superuser owns (all of them, on a project that

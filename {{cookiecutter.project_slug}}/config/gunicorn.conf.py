@@ -1,8 +1,8 @@
 """gunicorn's settings for the production container (Dockerfile `prod` target).
 
-gunicorn reads this file at start (`gunicorn --config gunicorn.conf.py config.wsgi`, from the
-project directory); the build's smoke test loads it too (`--check-config`), so a mistake here
-fails the image build. The choices below were measured with Shipshape's bench/serving.py.
+gunicorn reads this file at start (`gunicorn --config config/gunicorn.conf.py config.wsgi`,
+from the project directory); the build's smoke test loads it too (`--check-config`), so a
+mistake here fails the image build. The choices below were measured with Shipshape's bench/serving.py.
 """
 
 # The project's settings, checked with every other variable (config/env.py): a bad
@@ -10,7 +10,7 @@ fails the image build. The choices below were measured with Shipshape's bench/se
 from config.settings import ENV
 
 # Listen on every interface of the container; only the reverse proxy (Caddy, on the compose
-# network) can reach it, since compose.prod.yaml publishes no port for the web service.
+# network) can reach it, since deploy/compose.yaml publishes no port for the web service.
 bind = "0.0.0.0:8000"
 
 # A few processes with threads: a thread waiting on the database or the network lets another
@@ -30,7 +30,7 @@ preload_app = True
 # A request that takes longer than this gets its worker killed and restarted.
 timeout = 30
 # On SIGTERM (`docker stop`, `docker compose stop`) gunicorn stops accepting connections and
-# gives the requests in flight this long to finish. compose.prod.yaml's stop_grace_period
+# gives the requests in flight this long to finish. deploy/compose.yaml's stop_grace_period
 # (35s) is longer, so Docker never has to SIGKILL it.
 graceful_timeout = 25
 

@@ -10,7 +10,7 @@ DIGEST = re.compile(r"@sha256:[0-9a-f]{64}")
 def test_pin_resolves_every_base_image_of_the_project(project, tmp_path):
     result = images(project, "pin")
     assert result.returncode == 0, output(result)
-    for name in ("Dockerfile", "compose.yaml", "compose.prod.yaml"):
+    for name in ("Dockerfile", "compose.yaml", "deploy/compose.yaml"):
         text = (project / name).read_text()
         pinned = re.findall(r"^(?:FROM|\s*image:)\s+(\S+?)@(sha256:\S+)", text, re.MULTILINE)
         unpinned = [image for image in re.findall(r"^\s*image:\s*(\S+)", text, re.MULTILINE)
@@ -43,8 +43,9 @@ def test_pin_resolves_every_base_image_of_the_project(project, tmp_path):
 
 
 def test_hub_names_are_labelled_with_their_full_name(project, tmp_path):
-    (tmp_path / "scripts").mkdir()
-    (tmp_path / "scripts/images.py").write_text((project / "scripts/images.py").read_text())
+    (tmp_path / ".github/scripts").mkdir(parents=True)
+    script = ".github/scripts/images.py"
+    (tmp_path / script).write_text((project / script).read_text())
     (tmp_path / "Dockerfile").write_text("FROM python:3.13-slim AS base\nFROM base AS prod\n")
     labels = images(tmp_path, "labels")
     assert labels.returncode == 0, output(labels)

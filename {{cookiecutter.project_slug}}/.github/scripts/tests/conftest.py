@@ -1,4 +1,5 @@
-"""What the tests of scripts/images.py share: a registry repository of their own, a project copy.
+"""What the tests of .github/scripts/images.py share: a registry repository of their own, a
+project copy.
 
 They push to the registry at $IMAGES_TEST_REGISTRY (default 127.0.0.1:5000; start one with
 `docker run -d -p 127.0.0.1:5000:5000 registry:3`), in a repository named for the run, and delete
@@ -21,7 +22,7 @@ import pytest
 from images import base_image
 
 REGISTRY = os.environ.get("IMAGES_TEST_REGISTRY", "127.0.0.1:5000")
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parents[3]
 MANIFESTS = ("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
              "application/vnd.docker.distribution.manifest.list.v2+json, "
              "application/vnd.docker.distribution.manifest.v2+json")
@@ -34,8 +35,8 @@ def docker(*arguments):
 
 
 def images(project, *arguments, env=None):
-    """Run scripts/images.py as a user would, from the project directory."""
-    return subprocess.run([sys.executable, "scripts/images.py", *arguments], cwd=project,
+    """Run .github/scripts/images.py as a user would, from the project directory."""
+    return subprocess.run([sys.executable, ".github/scripts/images.py", *arguments], cwd=project,
                           env=os.environ | (env or {}), text=True, capture_output=True,
                           check=False, timeout=1800)
 

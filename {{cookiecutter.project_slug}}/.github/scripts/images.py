@@ -1,11 +1,11 @@
 """The production image's base images: pin them, and rebuild the image when security asks.
 
-    python scripts/images.py pin [--check] [--unpinned-only] [FILE...]
-    python scripts/images.py check   --image ghcr.io/org/app:latest [--no-audit]
-    python scripts/images.py rebuild --image ghcr.io/org/app:latest [--push] [--force]
+    python .github/scripts/images.py pin [--check] [--unpinned-only] [FILE...]
+    python .github/scripts/images.py check   --image ghcr.io/org/app:latest [--no-audit]
+    python .github/scripts/images.py rebuild --image ghcr.io/org/app:latest [--push] [--force]
                                      [--label NAME=VALUE...]
-    python scripts/images.py diff OLD_IMAGE NEW_IMAGE  # package changes between two images
-    python scripts/images.py labels  # the base image labels for the Dockerfile as it is
+    python .github/scripts/images.py diff OLD_IMAGE NEW_IMAGE  # package changes between two images
+    python .github/scripts/images.py labels  # the base image labels for the Dockerfile as it is
 
 README.md ("CI and security updates") says what each does. Needs Docker (with Buildx and Compose,
 which answer for registries and compose files), Python 3.10+, and uv for pip-audit. Exit status:
@@ -24,7 +24,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 DOCKERFILE, TARGET = PROJECT / "Dockerfile", "prod"
 FROM = re.compile(r"^(\s*FROM\s+(?:--\S+\s+)*)(\S+)(.*)$", re.IGNORECASE | re.MULTILINE)
 IMAGE = re.compile(r"""^(\s*(?:-\s+)?image:\s*["']?)([^"'\s#]+)""", re.MULTILINE)
@@ -313,7 +313,7 @@ def pin_command(arguments):
     files = arguments.files or [DOCKERFILE, *sorted(PROJECT.glob("compose*.yaml"))]
     due = sum(pin(path, arguments.check, arguments.unpinned_only) for path in files)
     if arguments.check and due:
-        raise Failed(f"{due} pin(s) missing or behind: run scripts/images.py pin")
+        raise Failed(f"{due} pin(s) missing or behind: run .github/scripts/images.py pin")
 
 
 def labels_command(_):
