@@ -86,6 +86,12 @@ def test_dependabot_covers_every_ecosystem_with_a_cooldown_and_groups(projects):
         for update in updates.values():
             assert update["cooldown"]["default-days"] >= 3
             assert update.get("groups") or update.get("multi-ecosystem-group")
+        # Dependabot looks for compose files only in the directories it is given.
+        naming_images = {"/" + path.parent.relative_to(project).as_posix().strip(".")
+                         for path in project.rglob("compose.yaml")
+                         if "image:" in path.read_text()}
+        assert naming_images == {"/", "/deploy"}
+        assert set(updates["docker-compose"]["directories"]) == naming_images
 
 
 def test_zizmor_finds_nothing(roots):

@@ -26,6 +26,8 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
 DOCKERFILE, TARGET = PROJECT / "Dockerfile", "prod"
+# The compose files that name base images (deploy/swarm.yaml takes deploy/compose.yaml's).
+COMPOSE_FILES = [PROJECT / "compose.yaml", PROJECT / "deploy/compose.yaml"]
 FROM = re.compile(r"^(\s*FROM\s+(?:--\S+\s+)*)(\S+)(.*)$", re.IGNORECASE | re.MULTILINE)
 IMAGE = re.compile(r"""^(\s*(?:-\s+)?image:\s*["']?)([^"'\s#]+)""", re.MULTILINE)
 NAME, DIGEST = "org.opencontainers.image.base.name", "org.opencontainers.image.base.digest"
@@ -310,7 +312,7 @@ def decide_command(arguments):
 
 
 def pin_command(arguments):
-    files = arguments.files or [DOCKERFILE, *sorted(PROJECT.glob("compose*.yaml"))]
+    files = arguments.files or [DOCKERFILE, *COMPOSE_FILES]
     due = sum(pin(path, arguments.check, arguments.unpinned_only) for path in files)
     if arguments.check and due:
         raise Failed(f"{due} pin(s) missing or behind: run .github/scripts/images.py pin")
@@ -328,7 +330,7 @@ def main(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     commands = parser.add_subparsers(dest="command", required=True)
     pinning = commands.add_parser("pin", help="pin base images to their tags' current digests")
-    pinning.add_argument("files", nargs="*", type=Path, help="default: Dockerfile, compose*.yaml")
+    pinning.add_argument("files", nargs="*", type=Path, help="default: Dockerfile, compose.yaml, deploy/compose.yaml")
     pinning.add_argument("--check", action="store_true",
                          help="change nothing; exit 1 if a pin is missing or behind")
     pinning.add_argument("--unpinned-only", action="store_true",
