@@ -164,7 +164,7 @@ def test_every_tmpfs_has_a_size(tmp_path, ipfs):
     """A tmpfs counts as its container's memory: unbounded, one large request could fill it."""
     path = generate(tmp_path, ipfs=ipfs)
     mounts = []
-    for name in ("compose.yaml", "deploy/compose.yaml", "deploy/swarm.yaml"):
+    for name in ("compose.yaml", "deploy/compose.yaml"):  # Swarm's: test_swarm.py, merged
         compose = yaml.safe_load((path / name).read_text())
         for service in [compose.get("x-app", {}), *compose["services"].values()]:
             mounts += [(name, mount, "size=" in mount) for mount in service.get("tmpfs", [])]

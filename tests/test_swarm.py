@@ -1,5 +1,6 @@
-"""The container tier, Swarm: a generated project's deploy/swarm.yaml deployed on a real
-single-node Swarm, with zero-downtime updates proven under load.
+"""The container tier, Swarm: a generated project's stack (deploy/compose.yaml with the overlay
+deploy/swarm.yaml, merged and deployed by deploy/swarm-deploy.sh) on a real single-node Swarm,
+with zero-downtime updates proven under load.
 
 The engine is put in Swarm mode for this module only (`docker swarm init`) and always leaves it
 again, even when a test fails; an engine already in Swarm mode is someone else's, and the test
@@ -11,8 +12,10 @@ registry under a name of this run, and are deleted from it at the end.
 import fcntl
 import html
 import json
+import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import ssl
@@ -228,9 +231,10 @@ class Swarm:
                                      "IPFS_SWARM_PORT": str(self.ports[2])}
 
     def deploy(self, image):
-        execute(["docker", "stack", "deploy", "--detach=true", "--compose-file",
-                 "deploy/swarm.yaml", STACK], self.path, self.env(image), timeout=300,
-                describe=self.diagnostics)
+        result = execute(["deploy/swarm-deploy.sh", "--detach=true", STACK], self.path,
+                         self.env(image), timeout=300, describe=self.diagnostics)
+        # Nothing of the one host's file reaches Swarm only to be dropped (restart, build, ...).
+        assert "Ignoring" not in result.stderr, result.stderr
 
     def update(self, image, ends, serving, timeout):
         """Deploy `image`: seconds until web's update `ends` so, both tasks healthy on `serving`."""
@@ -369,17 +373,91 @@ def images(project):
             docker("rmi", "--force", reference, check=False)
 
 
-def test_the_swarm_file_reads_only_declared_variables(project, images):
+def stack_input(path, env, tmp_path):
+    """What deploy/swarm-deploy.sh hands `docker stack deploy`: (its arguments, its stdin), caught
+    by a `docker` in front of the real one that stands in for that one subcommand."""
+    shim = tmp_path / "bin" / "docker"
+    shim.parent.mkdir(parents=True)
+    shim.write_text(f'#!/bin/sh\nif [ "$1" = stack ]; then echo "$@" >{tmp_path}/arguments; '
+                    f'exec cat >{tmp_path}/stack.yaml; fi\nexec {shutil.which("docker")} "$@"\n')
+    shim.chmod(0o755)
+    execute(["deploy/swarm-deploy.sh", "--detach=true", STACK], path,
+            env | {"PATH": f"{shim.parent}:{env['PATH']}"})
+    return (tmp_path / "arguments").read_text().split(), (tmp_path / "stack.yaml").read_text()
+
+
+def stack_config(path, text, env):
+    """The stack `docker stack deploy` would create from `text`: interpolated from `env` alone."""
+    (path / "stack.yaml").write_text(text)
+    result = execute(["docker", "stack", "config", "--compose-file", "stack.yaml"], path, env,
+                     check=False)
+    return result if result.returncode else yaml.safe_load(result.stdout)
+
+
+def compose_environments(env):
+    """This Compose, and the current one .ci/run installs beside it (as users have)."""
+    found = [env]
+    if os.environ.get("SHIPSHAPE_CURRENT_COMPOSE_CONFIG"):
+        found.append(env | {"DOCKER_CONFIG": os.environ["SHIPSHAPE_CURRENT_COMPOSE_CONFIG"]})
+    return found
+
+
+@pytest.mark.parametrize("ipfs", ["yes", "no"])
+def test_the_stack_is_the_overlay_merged_and_nothing_of_the_one_host(tmp_path, ipfs):
+    """deploy/swarm-deploy.sh: the same stack with every Compose; the one host's backup service,
+    builds, start order, restart policy, .env and tmpfs keys (which Swarm ignores) gone; files
+    named by absolute paths; ${...} left to `docker stack deploy`, which reads the shell's
+    environment and never deploy/.env."""
+    path = generate(tmp_path / "project", ipfs=ipfs)
+    (path / "deploy/.env").write_text("IMAGE=from-dotenv\nSITE_ADDRESS=dotenv.invalid\n"
+                                      "POSTGRES_PASSWORD=dotenv-password\n")
+    inputs = []
+    for number, env in enumerate(compose_environments(tool_environment())):
+        version = execute(["docker", "compose", "version", "--short"], path, env).stdout
+        # !reset and !override: Compose 2.24.4 or later.
+        assert tuple(map(int, re.match(r"v?(\d+)\.(\d+)\.(\d+)", version).groups())) >= (
+            2, 24, 4), version
+        arguments, text = stack_input(path, env, tmp_path / str(number))
+        assert arguments == ["stack", "deploy", "--compose-file", "-", "--detach=true", STACK]
+        inputs.append(text)
+    assert len(set(inputs)) == 1, "the Composes merge differently"
+    text = inputs[0]
+    assert "dotenv" not in text and "POSTGRES_PASSWORD:" not in text
+    refused = stack_config(tmp_path, text, tool_environment())
+    assert "required variable IMAGE is missing a value" in refused.stderr
+    env = tool_environment() | {"IMAGE": "registry.invalid/app:v1", "SITE_ADDRESS": "site.invalid"}
+    stack = stack_config(tmp_path, text, env)
+    assert "dotenv" not in yaml.safe_dump(stack)
+    services = stack["services"]
+    assert set(services) == {"db", "migrate", "web", "caddy"} | (
+        {"ipfs"} if ipfs == "yes" else set())
+    assert services["web"]["image"] == services["migrate"]["image"] == "registry.invalid/app:v1"
+    assert services["web"]["environment"]["ALLOWED_HOSTS"] == "site.invalid"
+    for name, service in services.items():
+        assert not {"build", "depends_on", "env_file", "restart", "security_opt", "tmpfs"} & set(
+            service), name
+        assert not re.search(r"(PASSWORD|SECRET_KEY|DATABASE_URL|EMAIL_URL):",
+                             yaml.safe_dump(service.get("environment", {}))), name
+        tmpfs = [volume for volume in service["volumes"] if volume["type"] == "tmpfs"]
+        assert tmpfs and all(volume["tmpfs"]["size"] for volume in tmpfs), name
+        assert all(volume["type"] in ("tmpfs", "volume") for volume in service["volumes"]), name
+    for section in ("configs", "secrets"):
+        for name, entry in stack[section].items():
+            assert entry["file"].startswith(f"{path}/deploy/"), (section, name)
+    assert (ipfs == "yes") == ("ipfs" in stack["networks"])
+    assert (ipfs == "yes") == ("ipfs" in (path / "deploy/swarm.yaml").read_text().lower())
+
+
+def test_the_swarm_file_reads_only_declared_variables(project, images, tmp_path):
     script = ("import json; from config import env; print(json.dumps({v.name: v.default for v "
               "in env.VARIABLES + env.COMPOSE_VARIABLES}))")
     declared = json.loads(docker("run", "--rm", images["v1"], "python", "-c", script).stdout)
-    text = (project / "deploy/swarm.yaml").read_text()
+    text = stack_input(project, tool_environment(), tmp_path)[1]
     for name, operator, default in INTERPOLATION.findall(text):
-        assert name in declared, f"deploy/swarm.yaml: {name} is not declared in config/env.py"
+        assert name in declared, f"the stack: {name} is not declared in config/env.py"
         if operator == ":-":
             assert default == declared[name], f"{name} defaults to {default!r}"
-    stack = yaml.safe_load(text)
-    assert [name for name, service in stack["services"].items() if "build" in service] == []
+    stack = stack_config(tmp_path, text, tool_environment() | {"IMAGE": images["v1"]})
     assert stack["networks"]["db"]["internal"] is True
     for name, network in stack["networks"].items():
         assert network["driver_opts"] == {"encrypted": ""}, name
@@ -393,23 +471,18 @@ def test_the_swarm_file_reads_only_declared_variables(project, images):
     assert "ipfs" in ipfs["networks"] and stack["networks"]["ipfs"]["internal"] is True
     assert "ipfs" in stack["services"]["web"]["networks"]
     assert stack["services"]["web"]["environment"]["IPFS_API_URL"] == "http://ipfs:5001"
-    assert "ipfs-data:/data/ipfs" in ipfs["volumes"]
+    assert {"type": "volume", "source": "ipfs-data", "target": "/data/ipfs",
+            "volume": {}} in ipfs["volumes"]
     config = ipfs["configs"][0]
     assert config["target"] == "/container-init.d/ipfs-config.sh"
-    assert stack["configs"][config["source"]]["file"] == "./scripts/ipfs-config.sh"
+    assert stack["configs"][config["source"]]["file"] == str(
+        project / "deploy/scripts/ipfs-config.sh")
     web = stack["services"]["web"]["deploy"]
     assert (web["replicas"], web["update_config"]["order"],
             web["update_config"]["failure_action"]) == (2, "start-first", "rollback")
     for name, service in stack["services"].items():
         assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
         assert service["deploy"]["resources"]["limits"]["memory"], name
-        assert not re.search(r"(PASSWORD|SECRET_KEY|DATABASE_URL|EMAIL_URL):",
-                             yaml.safe_dump(service.get("environment", {}))), name
-
-
-def test_without_ipfs_the_swarm_file_has_no_trace_of_it(tmp_path):
-    text = (generate(tmp_path, ipfs="no") / "deploy/swarm.yaml").read_text()
-    assert "ipfs" not in text.lower()
 
 
 def create_member(container):
