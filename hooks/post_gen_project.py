@@ -40,6 +40,7 @@ def remove_unchosen_files(root):
     if ANSWERS["license"] == "Proprietary":
         (root / "LICENSE").unlink()
     if ANSWERS["notebooks"] == "no":
+        (root / "docs/notebooks.md").unlink()
         shutil.rmtree(root / "notebooks")
         for path in (f"{SLUG}/reading.py", "tests/test_reading.py", "tests/test_notebooks.py"):
             (root / path).unlink()
@@ -52,6 +53,7 @@ def remove_unchosen_files(root):
                        for page in ("form", "list", "detail"))):
             (root / path).unlink()
         prune_lock(root / "uv.lock", dependencies=["httpx"])
+        (root / "docs/ipfs.md").unlink()
         # CI's Kubo service and its URL (the workflow is copied unrendered: no Jinja there).
         ci = root / ".github/workflows/ci.yml"
         ci.write_text(re.sub(r"^      ipfs:\n(?: {8}.*\n)+|^      IPFS_API_URL: .*\n", "",

@@ -103,9 +103,10 @@ def shell(project, url, code, check=True):
                           check=False)
 
 
-def test_the_readmes_read_only_role_reads_every_table_and_writes_none(with_notebooks, postgres):
-    """The SQL the README gives for exploring production data, run as written."""
-    sql = re.search(r"```sql\n(.*?)```", (with_notebooks / "README.md").read_text(), re.S)[1]
+def test_the_docs_read_only_role_reads_every_table_and_writes_none(with_notebooks, postgres):
+    """The SQL docs/notebooks.md gives for exploring production data, run as written."""
+    sql = re.search(r"```sql\n(.*?)```", (with_notebooks / "docs" / "notebooks.md").read_text(),
+                    re.S)[1]
     password = secrets.token_hex(16)
     sql = sql.replace("'a long random password'", f"'{password}'")
     database = f"read_only_{secrets.token_hex(4)}"

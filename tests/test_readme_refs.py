@@ -16,7 +16,10 @@ def named_refs(text):
 def test_every_checkout_the_docs_name_resolves_here(tmp_path):
     project = generate(tmp_path)
     documents = {"README.md": TEMPLATE / "README.md", "CHANGELOG.md": TEMPLATE / "CHANGELOG.md",
-                 "the generated README.md": project / "README.md"}
+                 "the generated README.md": project / "README.md",
+                 **{f"the generated docs/{page.name}": page
+                    for page in sorted((project / "docs").glob("*.md"))}}
+    assert "the generated docs/updates.md" in documents  # where the cruft commands are
     named = {(where, ref) for where, path in documents.items()
              for ref in named_refs(path.read_text())}
     unresolved = sorted((where, ref) for where, ref in named if subprocess.run(
