@@ -295,6 +295,9 @@ def test_both_targets_build(project):
     assert prod_image["Config"]["Healthcheck"]["Test"][0] == "CMD"
     assert prod_image["Config"]["StopSignal"] == "SIGTERM"
     assert prod_image["Config"]["Cmd"][0] == "gunicorn"  # exec form: gunicorn is PID 1
+    # The build's placeholder settings (BUILD_SETTINGS, an ARG) are in neither environment.
+    assert not [variable for image in (dev_image, prod_image) for variable in image["Config"]["Env"]
+                if variable.startswith(("BUILD_SETTINGS=", "SECRET_KEY=", "DATABASE_URL="))]
     labels = prod_image["Config"]["Labels"]
     for label in ("title", "source", "revision", "created", "base.name"):
         assert labels.get(f"org.opencontainers.image.{label}"), label

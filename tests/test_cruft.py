@@ -92,6 +92,17 @@ class Template:
         self.git("push", "--quiet", "origin", "main")
         return self.head()
 
+    def commit_archive(self, commit):
+        """The next commit: the files of an older `commit` of this checkout."""
+        self.git("rm", "--quiet", "-r", ".")
+        archive = subprocess.run(["git", "archive", commit], cwd=TEMPLATE, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x"], cwd=self.work, input=archive, check=True)
+        self.git("add", "--all")
+        self.git("commit", "--quiet", "--message", commit[:7])
+        self.git("push", "--quiet", "origin", "main")
+        return self.head()
+
     def git(self, *arguments):
         return run(["git", *arguments], cwd=self.work, env=self.environ)
 
@@ -418,6 +429,7 @@ def test_a_project_from_before_the_first_release_follows_the_changelog(template,
 # The last commit before the reshaping moved files into deploy/ and config/ (docs/reshape.md);
 # CHANGELOG.md tells projects generated before it to update to the moves' commit first.
 BEFORE_THE_MOVES = "afcda212086088d3a0d82f156d89adda007fba2b"
+THE_MOVES = "67abf558e50a3c068e74688cdb5fd902bbb238db"  # CHANGELOG's "moves' commit"
 
 
 def test_an_edit_follows_a_file_the_template_moved(tmp_path, environ):
@@ -427,9 +439,10 @@ def test_an_edit_follows_a_file_the_template_moved(tmp_path, environ):
     compose.write_text(compose.read_text() + "# Ours: the host's backups go to tape too.\n")
     gunicorn.write_text(gunicorn.read_text().replace("\ntimeout = 30\n", "\ntimeout = 60\n"))
     commit_all(project, environ, "Our production edits")
-    template.commit_checkout()
+    moves = template.commit_archive(THE_MOVES)
 
-    result = cruft("update", "--skip-apply-ask", cwd=project, environ=environ)
+    result = cruft("update", "--skip-apply-ask", "--checkout", moves, cwd=project,
+                   environ=environ)
     assert result.returncode == 0 and "has been updated" in result.stdout, output(result)
     unmerged = run(["git", "diff", "--name-only", "--diff-filter=U"], cwd=project,
                    env=environ).stdout.split()
@@ -438,3 +451,16 @@ def test_an_edit_follows_a_file_the_template_moved(tmp_path, environ):
     assert (project / "deploy/compose.yaml").read_text().endswith(
         "# Ours: the host's backups go to tape too.\n")
     assert "\ntimeout = 60\n" in (project / "config/gunicorn.conf.py").read_text()
+
+    # Then to the newest, whose rewrites of those files (their comments) may meet the edits:
+    # each edit is still in its file, merged or inside a conflict git reports.
+    commit_all(project, environ, "Shipshape: the moves")
+    template.commit_checkout()
+    result = cruft("update", "--skip-apply-ask", cwd=project, environ=environ)
+    assert result.returncode == 0 and "has been updated" in result.stdout, output(result)
+    unmerged = run(["git", "diff", "--name-only", "--diff-filter=U"], cwd=project,
+                   env=environ).stdout.split()
+    for path, edit in (("deploy/compose.yaml", "# Ours: the host's backups go to tape too.\n"),
+                       ("config/gunicorn.conf.py", "\ntimeout = 60\n")):
+        text = (project / path).read_text()
+        assert edit in text and (path in unmerged or "<<<<<<<" not in text), (path, unmerged)

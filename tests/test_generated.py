@@ -167,13 +167,12 @@ def localhost_project(tmp_path_factory):
 
 
 def dockerfile_build_environment(project):
-    """The placeholders the Dockerfile's `static` stage gives `collectstatic` (production
-    settings, DEBUG off), read from the Dockerfile itself."""
-    instructions = re.split(r"\n(?=[A-Z]+ )", (project / "Dockerfile").read_text().replace(
-        "\\\n", " "))
-    (collect,) = [line for line in instructions if line.startswith("RUN ")
-                  and "manage.py collectstatic" in line]
-    return dict(re.findall(r"\b([A-Z_]+)=(\S+)", collect.split("python manage.py")[0]))
+    """The placeholders the Dockerfile gives `collectstatic` (production settings, DEBUG off):
+    its one BUILD_SETTINGS argument, read from the Dockerfile itself."""
+    dockerfile = (project / "Dockerfile").read_text().replace("\\\n", "")
+    assert 'env -S "$BUILD_SETTINGS" python manage.py collectstatic' in dockerfile
+    (settings,) = re.findall(r'^ARG BUILD_SETTINGS="([^"]*)"$', dockerfile, re.MULTILINE)
+    return dict(pair.split("=", 1) for pair in settings.split())
 
 
 @pytest.mark.xdist_group("localhost")

@@ -9,41 +9,29 @@ mistake here fails the image build. The choices below were measured with Shipsha
 # WEB_CONCURRENCY stops the start with the same message as any other setting.
 from config.settings import ENV
 
-# Listen on every interface of the container; only the reverse proxy (Caddy, on the compose
-# network) can reach it, since deploy/compose.yaml publishes no port for the web service.
+# Only Caddy reaches it: deploy/compose.yaml publishes no port for web.
 bind = "0.0.0.0:8000"
 
-# A few processes with threads: a thread waiting on the database or the network lets another
-# serve, and threaded workers keep Caddy's connections alive between requests (sync workers
-# close each one). WEB_CONCURRENCY processes × WEB_THREADS threads.
+# Threads: one serves while another waits on I/O, and Caddy's connections stay open (sync closes).
 worker_class = "gthread"
 workers = ENV["WEB_CONCURRENCY"]
 threads = ENV["WEB_THREADS"]
-# Longer than Caddy keeps an idle upstream connection (30 s, Caddyfile), so Caddy never sends a
-# request on a connection gunicorn is closing.
+# Over Caddy's idle upstream time (30 s, Caddyfile): no request on a connection being closed.
 keepalive = 60
 
-# Import Django once, in the master, before forking: the workers share those pages instead of
-# each importing its own copy (a third of the memory), and a broken app fails at start.
+# Django imported once, before the fork: workers share that memory; a broken app fails at start.
 preload_app = True
 
-# A request that takes longer than this gets its worker killed and restarted.
 timeout = 30
-# On SIGTERM (`docker stop`, `docker compose stop`) gunicorn stops accepting connections and
-# gives the requests in flight this long to finish. deploy/compose.yaml's stop_grace_period
-# (35s) is longer, so Docker never has to SIGKILL it.
+# After SIGTERM, what requests in flight get; deploy/compose.yaml's stop_grace_period is longer.
 graceful_timeout = 25
 
-# Caddy terminates TLS and sets X-Forwarded-Proto; it is the only client that can connect (see
-# bind), and its address on the compose network is not fixed, so trust the header from any peer.
+# Caddy sets X-Forwarded-Proto, from no fixed address on the compose network (see bind).
 forwarded_allow_ips = "*"
 
-# Errors to stderr, where `docker compose logs` collects them. Requests are logged once, by
-# Caddy (JSON, with the client's address and the request ID that Django sees as X-Request-ID):
-# a second access log here would cost a tenth of the throughput.
+# Errors to stderr. Requests are logged once, by Caddy, with the ID Django sees as X-Request-ID.
 errorlog = "-"
 
-# The worker heartbeat files go to memory: the container's root file system is read-only.
+# Read-only root file system: heartbeat files in memory; no control socket (it needs a home).
 worker_tmp_dir = "/dev/shm"
-# No control socket (gunicornc): it would need a writable home directory, and nothing uses it.
 control_socket_disable = True
