@@ -370,12 +370,12 @@ def images(project):
 
 
 def test_the_swarm_file_reads_only_declared_variables(project, images):
-    script = ("import json; from config import env; print(json.dumps({v.name: v.default for v "
-              "in env.VARIABLES + env.COMPOSE_VARIABLES}))")
+    script = ("import json; from config import env, env_example; print(json.dumps({v.name: "
+              "v.default for v in env.VARIABLES + env_example.COMPOSE_VARIABLES}))")
     declared = json.loads(docker("run", "--rm", images["v1"], "python", "-c", script).stdout)
     text = (project / "deploy/swarm.yaml").read_text()
     for name, operator, default in INTERPOLATION.findall(text):
-        assert name in declared, f"deploy/swarm.yaml: {name} is not declared in config/env.py"
+        assert name in declared, f"deploy/swarm.yaml: {name} is not declared (config/env*.py)"
         if operator == ":-":
             assert default == declared[name], f"{name} defaults to {default!r}"
     stack = yaml.safe_load(text)

@@ -1,5 +1,6 @@
 """Property tests of config/env.py: every valid environment loads, every invalid one is
-refused with a message that names each bad variable and what is wrong with it."""
+refused with a message that names each bad variable and what is wrong with it; and of the
+few that gunicorn's settings read, and of .env.example, rendered from them."""
 
 import string
 import subprocess
@@ -13,15 +14,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config import env
+from config import env, env_example, envschema
 
 NAMES = [variable.name for variable in env.VARIABLES]
 TRUE, FALSE = ["true", "True", "1", "yes", "ON"], ["false", "FALSE", "0", "no", "off"]
 
 host_names = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z]{2,10}){0,3}\Z")
 strong_keys = st.text(string.ascii_letters + string.digits + "!#%&()*+,-./:;<=>?@[]^_{|}~",
-                      min_size=env.SECRET_KEY_MIN_LENGTH, max_size=100).filter(
-    lambda key: len(set(key)) >= env.SECRET_KEY_MIN_UNIQUE_CHARACTERS
+                      min_size=envschema.SECRET_KEY_MIN_LENGTH, max_size=100).filter(
+    lambda key: len(set(key)) >= envschema.SECRET_KEY_MIN_UNIQUE_CHARACTERS
     and not key.startswith("django-insecure"))
 url_text = st.text(string.ascii_letters + string.digits + "@:/%#?! ", min_size=1, max_size=20)
 mail_urls = st.builds(
@@ -66,7 +67,7 @@ def production_environments(draw):
 INVALID = {
     "DEBUG": (st.sampled_from(["maybe", "2", "yes please", "tru"]), "not a boolean"),
     "SECRET_KEY": (st.text(string.ascii_letters, min_size=1,
-                           max_size=env.SECRET_KEY_MIN_LENGTH - 1), "shorter than"),
+                           max_size=envschema.SECRET_KEY_MIN_LENGTH - 1), "shorter than"),
     "ALLOWED_HOSTS": (st.sampled_from(["exa mple.com", "http://example.com", "a/b", "ex_ample.com"]),
                       "not a comma-separated list of host names"),
     "DATABASE_URL": (st.sampled_from(["nope", "mysql://u:p@h/db", "postgres://h:port/db",
@@ -150,7 +151,7 @@ def test_production_requires_its_variables(environ, name):
 
 @given(production_environments(), st.sampled_from(NAMES))
 def test_a_placeholder_left_in_is_refused(environ, name):
-    environ[name] = f"x{env.PLACEHOLDER}x"
+    environ[name] = f"x{envschema.PLACEHOLDER}x"
     with pytest.raises(env.InvalidEnvironment) as refused:
         env.load(environ)
     assert "placeholder" in refused.value.problems[name]
@@ -210,21 +211,21 @@ def test_a_bad_environment_stops_django_with_one_message_and_no_traceback():
 
 
 def test_compose_variables_defaults_have_their_own_type():
-    for variable in env.COMPOSE_VARIABLES:
+    for variable in env_example.COMPOSE_VARIABLES:
         if variable.default is not None:
             variable.type.schema.validate(variable.default)
 
 
 @given(st.times())
 def test_a_time_of_day_is_hours_and_minutes(time):
-    assert env.TIME_OF_DAY.schema.is_valid(time.strftime("%H:%M"))
-    assert not env.TIME_OF_DAY.schema.is_valid(time.strftime("%H:%M:%S"))
-    assert not env.TIME_OF_DAY.schema.is_valid(f"{time.hour + 24}:{time.minute:02}")
+    assert envschema.TIME_OF_DAY.schema.is_valid(time.strftime("%H:%M"))
+    assert not envschema.TIME_OF_DAY.schema.is_valid(time.strftime("%H:%M:%S"))
+    assert not envschema.TIME_OF_DAY.schema.is_valid(f"{time.hour + 24}:{time.minute:02}")
 
 
-def test_env_example_and_readme_table_match_the_declarations():
-    stale = [path.name for path, text in env.rendered_files().items() if path.read_text() != text]
-    assert stale == [], "run `python -m config.env --write`"
+def test_env_example_matches_the_declarations():
+    assert env_example.ENV_EXAMPLE.read_text() == env_example.render(), \
+        "run `python -m config.env_example --write`"
 
 
 SECRETS = [variable.name for variable in env.VARIABLES if variable.secret]
@@ -296,3 +297,41 @@ def test_a_file_counts_only_for_secrets(tmp_path):
     with pytest.raises(env.InvalidEnvironment) as refused:
         env.load({"DEBUG_FILE": str(tmp_path / "debug"), "DATABASE_URL": "postgres://u:p@db/app"})
     assert "SECRET_KEY" in refused.value.problems  # DEBUG stayed off: production's rules apply
+
+
+PROJECT = Path(__file__).parent.parent
+
+
+def test_gunicorn_reads_its_two_variables_without_the_other_settings():
+    """No SECRET_KEY, no database: config/gunicorn.conf.py loads, and loads no Django settings."""
+    script = ("import runpy, sys; config = runpy.run_path('config/gunicorn.conf.py'); "
+              "print(config['workers'], config['threads'], 'config.settings' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT, text=True,
+                            capture_output=True, check=False,
+                            env={"WEB_CONCURRENCY": "3", "WEB_THREADS": "5"})
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.split() == ["3", "5", "False"]
+
+
+def test_gunicorn_refuses_a_bad_worker_count_with_djangos_message():
+    bad = {"WEB_CONCURRENCY": "0", "WEB_THREADS": "-1"}
+    gunicorn = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py", "--check-config",
+         "config.wsgi"], env=bad, cwd=PROJECT, text=True, capture_output=True, check=False)
+    django = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=PROJECT, text=True, capture_output=True,
+        env=bad | {"DEBUG": "true", "DATABASE_URL": "postgres://u:p@db:5432/app"}, check=False)
+    assert gunicorn.returncode == django.returncode == 1
+    assert gunicorn.stderr == django.stderr
+    assert "  WEB_CONCURRENCY: not a whole number ≥ 1\n" in gunicorn.stderr
+
+
+def test_only_reports_the_variables_it_names():
+    environ = {"SECRET_KEY": "short", "WEB_CONCURRENCY": "4"}
+    assert env.load(environ, only={"WEB_CONCURRENCY"}) == {"WEB_CONCURRENCY": 4}
+    with pytest.raises(env.InvalidEnvironment) as refused:
+        env.load(environ, only={"WEB_CONCURRENCY", "SECRET_KEY"})
+    assert refused.value.problems == {"SECRET_KEY": "shorter than 50 characters (not allowed "
+                                                    "with DEBUG off)"}
+    with pytest.raises(ValueError, match="not declared: WEB_THREAD"):
+        env.load(environ, only={"WEB_THREAD"})
