@@ -8,8 +8,8 @@ compose's own variables) by `python -m config.env_example --write`.
 from config import envschema
 from config.envschema import (
     BOOLEAN, COUNT, DATABASE_URL, EMAIL_ADDRESS, EMAIL_URL, HOST_LIST, INTEGER, NOT_CONSOLE_MAIL,
-    NOT_EMPTY, PLACEHOLDER, SECRET_KEY_MIN_LENGTH, STRONG_SECRET_KEY, TEXT, TIME_ZONE, Variable,
-    choice,
+    NOT_EMPTY, ONE_LINE, PLACEHOLDER, SECRET_KEY_MIN_LENGTH, STRONG_SECRET_KEY, TEXT, TIME_ZONE,
+    Variable, choice,
 {%- if cookiecutter.ipfs == "yes" %}
     HEADER_VALUE, HTTP_URL, URL_OR_PATH,
 {%- endif %}
@@ -34,10 +34,17 @@ VARIABLES = (
         help="Host names this site answers to.",
     ),
     Variable(
-        "DATABASE_URL", DATABASE_URL, secret=True,
-        example=f"postgres://{{ cookiecutter.project_slug }}:{PLACEHOLDER}"
+        "POSTGRES_PASSWORD", ONE_LINE, default="", example=PLACEHOLDER, secret=True,
+        help="Password of the database superuser the compose stacks create (when their volume "
+             "is new; compose requires it): development's app, and production's backups and "
+             "restores connect with it.",
+    ),
+    Variable(
+        "DATABASE_URL", DATABASE_URL, required_in_production=True, secret=True, example="",
+        default="postgres://{{ cookiecutter.project_slug }}:${POSTGRES_PASSWORD}"
                 "@localhost:5432/{{ cookiecutter.project_slug }}",
-        help="The PostgreSQL database.",
+        help="The PostgreSQL database. The default is development's, on this machine, with "
+             "POSTGRES_PASSWORD: written once, in .env. The compose files set their own.",
     ),
     Variable(
         "TIME_ZONE", TIME_ZONE, default="{{ cookiecutter.timezone }}",

@@ -19,11 +19,6 @@ from config.envschema import (
 # and a test can hold the compose files to the list: every variable they name is declared.
 COMPOSE_VARIABLES = (
     Variable(
-        "POSTGRES_PASSWORD", TEXT, required_in_production=True, example=PLACEHOLDER,
-        help="Password of the database superuser the compose stacks create (when their volume "
-             "is new): development's app, and production's backups and restores connect with it.",
-    ),
-    Variable(
         "POSTGRES_APP_PASSWORD", TEXT, required_in_production=True, example=PLACEHOLDER,
         help="Password of the app's database role in production, not a superuser "
              "(deploy/compose.yaml, deploy/scripts/db-app-role.sh): migrations and the app connect "

@@ -34,6 +34,9 @@ mail_urls = st.builds(
 emails = st.builds("{}@{}.{}".format, st.from_regex(r"\A[a-z0-9+_-]{1,10}(\.[a-z0-9+_-]{1,9})?\Z"),
                    st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?\Z"),
                    st.sampled_from(["com", "org", "co.uk"]))
+# Any line, even with what a URL reserves (@:/%#?): the default DATABASE_URL encodes it.
+passwords = st.text(string.ascii_letters + string.digits + string.punctuation + " ",
+                    min_size=1, max_size=30).filter(lambda text: text.strip() == text)
 database_urls = st.builds(
     "postgres://{}:{}@{}:{}/{}".format,
     st.from_regex(r"\A[a-z_][a-z0-9_]{0,15}\Z"),
@@ -49,6 +52,7 @@ def production_environments(draw):
         "DEBUG": draw(st.sampled_from(FALSE)),
         "SECRET_KEY": draw(strong_keys),
         "ALLOWED_HOSTS": ",".join(draw(st.lists(host_names, min_size=1, max_size=4))),
+        "POSTGRES_PASSWORD": draw(passwords),
         "DATABASE_URL": draw(database_urls),
         "TIME_ZONE": draw(st.sampled_from(sorted(zoneinfo.available_timezones()))),
         "LOG_LEVEL": draw(st.sampled_from(["debug", "INFO", "Warning", "ERROR", "CRITICAL"])),
@@ -70,6 +74,7 @@ INVALID = {
                            max_size=envschema.SECRET_KEY_MIN_LENGTH - 1), "shorter than"),
     "ALLOWED_HOSTS": (st.sampled_from(["exa mple.com", "http://example.com", "a/b", "ex_ample.com"]),
                       "not a comma-separated list of host names"),
+    "POSTGRES_PASSWORD": (st.sampled_from(["a\nb", "pass\rword"]), "not one line of text"),
     "DATABASE_URL": (st.sampled_from(["nope", "mysql://u:p@h/db", "postgres://h:port/db",
                                       "postgres:///", "postgres://user@host"]),
                      "not a database URL"),
@@ -141,7 +146,9 @@ def test_every_problem_is_reported_at_once(data, environ, broken):
         assert f"  {name}: " in str(refused.value)
 
 
-@given(production_environments(), st.sampled_from(["SECRET_KEY", "ALLOWED_HOSTS", "EMAIL_URL"]))
+# DATABASE_URL too, though its development default could be built from POSTGRES_PASSWORD.
+@given(production_environments(),
+       st.sampled_from(["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "EMAIL_URL"]))
 def test_production_requires_its_variables(environ, name):
     del environ[name]
     with pytest.raises(env.InvalidEnvironment) as refused:
@@ -193,8 +200,19 @@ def test_mail_ports_default_to_their_tls_mode(url, port, tls):
 
 def test_an_empty_variable_counts_as_missing():
     with pytest.raises(env.InvalidEnvironment) as refused:
-        env.load({"DEBUG": "true", "DATABASE_URL": "  "})
-    assert refused.value.problems == {"DATABASE_URL": "missing"}
+        env.load({"DEBUG": "true", "DATABASE_URL": "  ", "POSTGRES_PASSWORD": ""})
+    assert refused.value.problems == {
+        "DATABASE_URL": "missing, and its default needs POSTGRES_PASSWORD, not set either"}
+
+
+@given(passwords)
+def test_development_writes_the_database_password_once(password):
+    """.env as generated: POSTGRES_PASSWORD, which compose creates the database with, and no
+    DATABASE_URL, whose default is the same database on localhost, with that password."""
+    database = env.load({"DEBUG": "true", "POSTGRES_PASSWORD": password})["DATABASE_URL"]
+    assert (database["USER"], database["PASSWORD"]) == ("{{ cookiecutter.project_slug }}", password)
+    assert (database["HOST"], database["PORT"], database["NAME"]) == (
+        "localhost", 5432, "{{ cookiecutter.project_slug }}")
 
 
 def test_a_bad_environment_stops_django_with_one_message_and_no_traceback():
@@ -232,7 +250,7 @@ SECRETS = [variable.name for variable in env.VARIABLES if variable.secret]
 
 
 def test_the_secrets_can_come_from_files():
-    assert {"SECRET_KEY", "DATABASE_URL", "EMAIL_URL"} <= set(SECRETS)
+    assert {"SECRET_KEY", "POSTGRES_PASSWORD", "DATABASE_URL", "EMAIL_URL"} <= set(SECRETS)
 
 
 @given(production_environments(), st.sets(st.sampled_from(SECRETS), min_size=1),
