@@ -36,7 +36,8 @@ emails = st.builds("{}@{}.{}".format, st.from_regex(r"\A[a-z0-9+_-]{1,10}(\.[a-z
                    st.sampled_from(["com", "org", "co.uk"]))
 # Any line, even with what a URL reserves (@:/%#?): the default DATABASE_URL encodes it.
 passwords = st.text(string.ascii_letters + string.digits + string.punctuation + " ",
-                    min_size=1, max_size=30).filter(lambda text: text.strip() == text)
+                    min_size=1, max_size=30).filter(
+    lambda text: text.strip() == text and envschema.PLACEHOLDER not in text)
 database_urls = st.builds(
     "postgres://{}:{}@{}:{}/{}".format,
     st.from_regex(r"\A[a-z_][a-z0-9_]{0,15}\Z"),
