@@ -14,18 +14,17 @@ SLUG = ANSWERS["project_slug"]
 
 def write_env_file(path):
     """Secrets go to .env only: untracked (.gitignore), readable by the owner alone."""
-    database_password = secrets.token_urlsafe(24)
     path.write_text(
         "# Local development settings and secrets, generated with this project.\n"
         "# Never commit this file. Every variable is explained in .env.example.\n"
         "DEBUG=true\n"
         f"SECRET_KEY={secrets.token_urlsafe(64)}\n"
-        f"DATABASE_URL=postgres://{SLUG}:{database_password}@localhost:5432/{SLUG}\n"
-        "# Docker Compose: the same password for the database it starts (compose builds the\n"
-        "# containers' DATABASE_URL from it), and your IDs for the development container.\n"
-        f"POSTGRES_PASSWORD={database_password}\n"
+        "# The database's password, once: compose creates the database with it, and DATABASE_URL\n"
+        f"# (unset) defaults to postgres://{SLUG}:<it>@localhost:5432/{SLUG}.\n"
+        f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}\n"
         "# Production only (deploy/compose.yaml): the app's own database role, not a superuser.\n"
         f"POSTGRES_APP_PASSWORD={secrets.token_urlsafe(24)}\n"
+        "# Your IDs, for the development container.\n"
         f"HOST_UID={getattr(os, 'getuid', lambda: 1000)()}\n"
         f"HOST_GID={getattr(os, 'getgid', lambda: 1000)()}\n"
         + ("# Links to uploads point at the development gateway (production: the site's own).\n"

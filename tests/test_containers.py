@@ -867,8 +867,8 @@ def compose_file(stack, name):
 
 def declared_variables(project):
     """{name: default} of every variable config/env.py declares, asked from the project itself."""
-    script = ("import json; from config import env; print(json.dumps({v.name: v.default for v "
-              "in env.VARIABLES + env.COMPOSE_VARIABLES}))")
+    script = ("import json; from config import env, env_example; print(json.dumps({v.name: "
+              "v.default for v in env.VARIABLES + env_example.COMPOSE_VARIABLES}))")
     result = docker("run", "--rm", "--user", f"{HOST_UID}:{HOST_GID}", "--volume",
                     f"{project.dev.path}:/app", project.dev.image("web"), "python", "-c", script)
     return json.loads(result.stdout)
@@ -910,7 +910,7 @@ def test_dev_and_prod_share_image_database_and_variables(project):
         used = INTERPOLATION.findall((stack.path / file).read_text())
         assert used, file
         for name, operator, default in used:
-            assert name in declared, f"{file}: {name} is not declared in config/env.py"
+            assert name in declared, f"{file}: {name} is not declared (config/env*.py)"
             if operator == ":-":
                 assert default == declared[name], f"{file}: {name} defaults to {default!r}"
         # And Compose itself accepts the file, with the .env beside it.

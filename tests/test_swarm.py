@@ -449,12 +449,12 @@ def test_the_stack_is_the_overlay_merged_and_nothing_of_the_one_host(tmp_path, i
 
 
 def test_the_swarm_file_reads_only_declared_variables(project, images, tmp_path):
-    script = ("import json; from config import env; print(json.dumps({v.name: v.default for v "
-              "in env.VARIABLES + env.COMPOSE_VARIABLES}))")
+    script = ("import json; from config import env, env_example; print(json.dumps({v.name: "
+              "v.default for v in env.VARIABLES + env_example.COMPOSE_VARIABLES}))")
     declared = json.loads(docker("run", "--rm", images["v1"], "python", "-c", script).stdout)
     text = stack_input(project, tool_environment(), tmp_path)[1]
     for name, operator, default in INTERPOLATION.findall(text):
-        assert name in declared, f"the stack: {name} is not declared in config/env.py"
+        assert name in declared, f"the stack: {name} is not declared (config/env*.py)"
         if operator == ":-":
             assert default == declared[name], f"{name} defaults to {default!r}"
     stack = stack_config(tmp_path, text, tool_environment() | {"IMAGE": images["v1"]})

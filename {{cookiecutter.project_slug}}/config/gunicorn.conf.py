@@ -5,9 +5,17 @@ from the project directory); the build's smoke test loads it too (`--check-confi
 mistake here fails the image build. The choices below were measured with Shipshape's bench/serving.py.
 """
 
-# The project's settings, checked with every other variable (config/env.py): a bad
-# WEB_CONCURRENCY stops the start with the same message as any other setting.
-from config.settings import ENV
+import os
+import sys
+
+from config.env import InvalidEnvironment, load
+
+# Its two variables only, read and checked as the settings read them (config/env.py): a bad
+# WEB_CONCURRENCY stops the start with the same message, and the settings load once, later.
+try:
+    ENV = load(os.environ, only={"WEB_CONCURRENCY", "WEB_THREADS"})
+except InvalidEnvironment as problems:
+    sys.exit(str(problems))
 
 # Only Caddy reaches it: deploy/compose.yaml publishes no port for web.
 bind = "0.0.0.0:8000"

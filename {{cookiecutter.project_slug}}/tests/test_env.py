@@ -1,5 +1,6 @@
 """Property tests of config/env.py: every valid environment loads, every invalid one is
-refused with a message that names each bad variable and what is wrong with it."""
+refused with a message that names each bad variable and what is wrong with it; and of the
+few that gunicorn's settings read, and of .env.example, rendered from them."""
 
 import string
 import subprocess
@@ -13,15 +14,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config import env
+from config import env, env_example, envschema
 
 NAMES = [variable.name for variable in env.VARIABLES]
 TRUE, FALSE = ["true", "True", "1", "yes", "ON"], ["false", "FALSE", "0", "no", "off"]
 
 host_names = st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z]{2,10}){0,3}\Z")
 strong_keys = st.text(string.ascii_letters + string.digits + "!#%&()*+,-./:;<=>?@[]^_{|}~",
-                      min_size=env.SECRET_KEY_MIN_LENGTH, max_size=100).filter(
-    lambda key: len(set(key)) >= env.SECRET_KEY_MIN_UNIQUE_CHARACTERS
+                      min_size=envschema.SECRET_KEY_MIN_LENGTH, max_size=100).filter(
+    lambda key: len(set(key)) >= envschema.SECRET_KEY_MIN_UNIQUE_CHARACTERS
     and not key.startswith("django-insecure"))
 url_text = st.text(string.ascii_letters + string.digits + "@:/%#?! ", min_size=1, max_size=20)
 mail_urls = st.builds(
@@ -33,6 +34,10 @@ mail_urls = st.builds(
 emails = st.builds("{}@{}.{}".format, st.from_regex(r"\A[a-z0-9+_-]{1,10}(\.[a-z0-9+_-]{1,9})?\Z"),
                    st.from_regex(r"\A[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?\Z"),
                    st.sampled_from(["com", "org", "co.uk"]))
+# Any line, even with what a URL reserves (@:/%#?): the default DATABASE_URL encodes it.
+passwords = st.text(string.ascii_letters + string.digits + string.punctuation + " ",
+                    min_size=1, max_size=30).filter(
+    lambda text: text.strip() == text and envschema.PLACEHOLDER not in text)
 database_urls = st.builds(
     "postgres://{}:{}@{}:{}/{}".format,
     st.from_regex(r"\A[a-z_][a-z0-9_]{0,15}\Z"),
@@ -48,6 +53,7 @@ def production_environments(draw):
         "DEBUG": draw(st.sampled_from(FALSE)),
         "SECRET_KEY": draw(strong_keys),
         "ALLOWED_HOSTS": ",".join(draw(st.lists(host_names, min_size=1, max_size=4))),
+        "POSTGRES_PASSWORD": draw(passwords),
         "DATABASE_URL": draw(database_urls),
         "TIME_ZONE": draw(st.sampled_from(sorted(zoneinfo.available_timezones()))),
         "LOG_LEVEL": draw(st.sampled_from(["debug", "INFO", "Warning", "ERROR", "CRITICAL"])),
@@ -66,9 +72,10 @@ def production_environments(draw):
 INVALID = {
     "DEBUG": (st.sampled_from(["maybe", "2", "yes please", "tru"]), "not a boolean"),
     "SECRET_KEY": (st.text(string.ascii_letters, min_size=1,
-                           max_size=env.SECRET_KEY_MIN_LENGTH - 1), "shorter than"),
+                           max_size=envschema.SECRET_KEY_MIN_LENGTH - 1), "shorter than"),
     "ALLOWED_HOSTS": (st.sampled_from(["exa mple.com", "http://example.com", "a/b", "ex_ample.com"]),
                       "not a comma-separated list of host names"),
+    "POSTGRES_PASSWORD": (st.sampled_from(["a\nb", "pass\rword"]), "not one line of text"),
     "DATABASE_URL": (st.sampled_from(["nope", "mysql://u:p@h/db", "postgres://h:port/db",
                                       "postgres:///", "postgres://user@host"]),
                      "not a database URL"),
@@ -140,7 +147,9 @@ def test_every_problem_is_reported_at_once(data, environ, broken):
         assert f"  {name}: " in str(refused.value)
 
 
-@given(production_environments(), st.sampled_from(["SECRET_KEY", "ALLOWED_HOSTS", "EMAIL_URL"]))
+# DATABASE_URL too, though its development default could be built from POSTGRES_PASSWORD.
+@given(production_environments(),
+       st.sampled_from(["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "EMAIL_URL"]))
 def test_production_requires_its_variables(environ, name):
     del environ[name]
     with pytest.raises(env.InvalidEnvironment) as refused:
@@ -150,7 +159,7 @@ def test_production_requires_its_variables(environ, name):
 
 @given(production_environments(), st.sampled_from(NAMES))
 def test_a_placeholder_left_in_is_refused(environ, name):
-    environ[name] = f"x{env.PLACEHOLDER}x"
+    environ[name] = f"x{envschema.PLACEHOLDER}x"
     with pytest.raises(env.InvalidEnvironment) as refused:
         env.load(environ)
     assert "placeholder" in refused.value.problems[name]
@@ -192,8 +201,19 @@ def test_mail_ports_default_to_their_tls_mode(url, port, tls):
 
 def test_an_empty_variable_counts_as_missing():
     with pytest.raises(env.InvalidEnvironment) as refused:
-        env.load({"DEBUG": "true", "DATABASE_URL": "  "})
-    assert refused.value.problems == {"DATABASE_URL": "missing"}
+        env.load({"DEBUG": "true", "DATABASE_URL": "  ", "POSTGRES_PASSWORD": ""})
+    assert refused.value.problems == {
+        "DATABASE_URL": "missing, and its default needs POSTGRES_PASSWORD, not set either"}
+
+
+@given(passwords)
+def test_development_writes_the_database_password_once(password):
+    """.env as generated: POSTGRES_PASSWORD, which compose creates the database with, and no
+    DATABASE_URL, whose default is the same database on localhost, with that password."""
+    database = env.load({"DEBUG": "true", "POSTGRES_PASSWORD": password})["DATABASE_URL"]
+    assert (database["USER"], database["PASSWORD"]) == ("{{ cookiecutter.project_slug }}", password)
+    assert (database["HOST"], database["PORT"], database["NAME"]) == (
+        "localhost", 5432, "{{ cookiecutter.project_slug }}")
 
 
 def test_a_bad_environment_stops_django_with_one_message_and_no_traceback():
@@ -210,28 +230,28 @@ def test_a_bad_environment_stops_django_with_one_message_and_no_traceback():
 
 
 def test_compose_variables_defaults_have_their_own_type():
-    for variable in env.COMPOSE_VARIABLES:
+    for variable in env_example.COMPOSE_VARIABLES:
         if variable.default is not None:
             variable.type.schema.validate(variable.default)
 
 
 @given(st.times())
 def test_a_time_of_day_is_hours_and_minutes(time):
-    assert env.TIME_OF_DAY.schema.is_valid(time.strftime("%H:%M"))
-    assert not env.TIME_OF_DAY.schema.is_valid(time.strftime("%H:%M:%S"))
-    assert not env.TIME_OF_DAY.schema.is_valid(f"{time.hour + 24}:{time.minute:02}")
+    assert envschema.TIME_OF_DAY.schema.is_valid(time.strftime("%H:%M"))
+    assert not envschema.TIME_OF_DAY.schema.is_valid(time.strftime("%H:%M:%S"))
+    assert not envschema.TIME_OF_DAY.schema.is_valid(f"{time.hour + 24}:{time.minute:02}")
 
 
-def test_env_example_and_readme_table_match_the_declarations():
-    stale = [path.name for path, text in env.rendered_files().items() if path.read_text() != text]
-    assert stale == [], "run `python -m config.env --write`"
+def test_env_example_matches_the_declarations():
+    assert env_example.ENV_EXAMPLE.read_text() == env_example.render(), \
+        "run `python -m config.env_example --write`"
 
 
 SECRETS = [variable.name for variable in env.VARIABLES if variable.secret]
 
 
 def test_the_secrets_can_come_from_files():
-    assert {"SECRET_KEY", "DATABASE_URL", "EMAIL_URL"} <= set(SECRETS)
+    assert {"SECRET_KEY", "POSTGRES_PASSWORD", "DATABASE_URL", "EMAIL_URL"} <= set(SECRETS)
 
 
 @given(production_environments(), st.sets(st.sampled_from(SECRETS), min_size=1),
@@ -296,3 +316,41 @@ def test_a_file_counts_only_for_secrets(tmp_path):
     with pytest.raises(env.InvalidEnvironment) as refused:
         env.load({"DEBUG_FILE": str(tmp_path / "debug"), "DATABASE_URL": "postgres://u:p@db/app"})
     assert "SECRET_KEY" in refused.value.problems  # DEBUG stayed off: production's rules apply
+
+
+PROJECT = Path(__file__).parent.parent
+
+
+def test_gunicorn_reads_its_two_variables_without_the_other_settings():
+    """No SECRET_KEY, no database: config/gunicorn.conf.py loads, and loads no Django settings."""
+    script = ("import runpy, sys; config = runpy.run_path('config/gunicorn.conf.py'); "
+              "print(config['workers'], config['threads'], 'config.settings' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT, text=True,
+                            capture_output=True, check=False,
+                            env={"WEB_CONCURRENCY": "3", "WEB_THREADS": "5"})
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.split() == ["3", "5", "False"]
+
+
+def test_gunicorn_refuses_a_bad_worker_count_with_djangos_message():
+    bad = {"WEB_CONCURRENCY": "0", "WEB_THREADS": "-1"}
+    gunicorn = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py", "--check-config",
+         "config.wsgi"], env=bad, cwd=PROJECT, text=True, capture_output=True, check=False)
+    django = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=PROJECT, text=True, capture_output=True,
+        env=bad | {"DEBUG": "true", "DATABASE_URL": "postgres://u:p@db:5432/app"}, check=False)
+    assert gunicorn.returncode == django.returncode == 1
+    assert gunicorn.stderr == django.stderr
+    assert "  WEB_CONCURRENCY: not a whole number ≥ 1\n" in gunicorn.stderr
+
+
+def test_only_reports_the_variables_it_names():
+    environ = {"SECRET_KEY": "short", "WEB_CONCURRENCY": "4"}
+    assert env.load(environ, only={"WEB_CONCURRENCY"}) == {"WEB_CONCURRENCY": 4}
+    with pytest.raises(env.InvalidEnvironment) as refused:
+        env.load(environ, only={"WEB_CONCURRENCY", "SECRET_KEY"})
+    assert refused.value.problems == {"SECRET_KEY": "shorter than 50 characters (not allowed "
+                                                    "with DEBUG off)"}
+    with pytest.raises(ValueError, match="not declared: WEB_THREAD"):
+        env.load(environ, only={"WEB_THREAD"})

@@ -2,9 +2,8 @@
 JupyterLab, against the test database: a cell that raises fails the test."""
 
 import datetime
-import os
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote
 
 import pytest
 from django.db import connection
@@ -25,9 +24,12 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 def execute(notebook, monkeypatch):
     """Run every cell of `notebook` in a fresh kernel that uses the test database."""
-    test_database = urlsplit(os.environ["DATABASE_URL"])._replace(
-        path=f"/{connection.settings_dict['NAME']}")
-    monkeypatch.setenv("DATABASE_URL", test_database.geturl())
+    # The test database pytest-django created (DATABASE_URL may be unset: its default then).
+    database = connection.settings_dict
+    host = f"[{database['HOST']}]" if ":" in database["HOST"] else database["HOST"]
+    port = f":{database['PORT']}" if database["PORT"] else ""
+    monkeypatch.setenv("DATABASE_URL", f"postgres://{quote(database['USER'], safe='')}:"
+                       f"{quote(database['PASSWORD'], safe='')}@{host}{port}/{database['NAME']}")
     monkeypatch.setenv("PYTHONSTARTUP", str(NOTEBOOKS / "startup.py"))
     client = NotebookClient(notebook, timeout=120, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
