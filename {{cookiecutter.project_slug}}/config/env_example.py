@@ -76,7 +76,7 @@ COMPOSE_VARIABLES = (
 {%- endif %}
     Variable(
         "IMAGE", TEXT, example="registry.example.com/{{ cookiecutter.project_slug }}:sha-1a2b3c4",
-        help="The image `docker stack deploy -c deploy/swarm.yaml` runs, from a registry "
+        help="The image deploy/swarm-deploy.sh runs, from a registry "
              "(deploy/compose.yaml builds its own).",
     ),
     Variable(
