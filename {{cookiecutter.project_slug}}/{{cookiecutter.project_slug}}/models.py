@@ -6,87 +6,25 @@ import mimetypes
 {% endif -%}
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
-from django.db import IntegrityError, connections, models, router, transaction
+{%- if cookiecutter.ipfs == "yes" %}
+from django.db import connections, models, router, transaction
+{%- else %}
+from django.db import models
+{%- endif %}
 {%- if cookiecutter.ipfs == "yes" %}
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 {%- endif %}
 from django.urls import reverse
-from shortuuid.django_fields import ShortUUIDField as RandomCodeField
 
-from {{ cookiecutter.project_slug }}.ids import FULL_LENGTH, ShortUUIDField
+from {{ cookiecutter.project_slug }}.ids import ShortUUIDModel
 {%- if cookiecutter.ipfs == "yes" %}
 from {{ cookiecutter.project_slug }}.ipfs import cid_of, ipfs_storage
 {%- endif %}
+{%- if cookiecutter.ipfs == "yes" %}
 
-{% if cookiecutter.ipfs == "yes" -%}
 logger = logging.getLogger(__name__)
-{% endif -%}
-INSERT_ATTEMPTS = 3  # a fresh random ID per attempt
-
-
-class IdCollision(IntegrityError):
-    """Every attempt to insert a row drew an ID that was already taken."""
-
-
-def short_uuid_key(length=FULL_LENGTH):
-    """A primary key shown as `length` base57 characters. At 22, a UUID stored as such (see
-    ids.py); shorter, for codes people type, random characters stored as text."""
-    if length == FULL_LENGTH:
-        return ShortUUIDField(primary_key=True, editable=False)
-    return RandomCodeField(primary_key=True, length=length, editable=False)
-
-
-class ShortUUIDModel(models.Model):
-    """A model whose primary key is a short UUID (see ids.py).
-
-    The length is set per model: `id = short_uuid_key(length=8)` for codes people type.
-    Inserts are always forced inserts, so an existing row is never overwritten; when a
-    generated ID is already taken, the insert is retried with a fresh one, each attempt in
-    its own savepoint so the caller's transaction survives. `bulk_create` bypasses this.
-    """
-
-    id = short_uuid_key()
-
-    class Meta:
-        abstract = True
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # Only an ID this model generated may be replaced: one the caller chose is theirs.
-        chose_id = args or {"pk", self._meta.pk.attname} & kwargs.keys()
-        self._generated_pk = None if chose_id else self.pk
-
-    def save(self, **kwargs):
-        if not self._state.adding or kwargs.get("force_update") or kwargs.get("update_fields"):
-            return super().save(**kwargs)
-        kwargs |= {"force_insert": True,
-                   "using": kwargs.get("using") or router.db_for_write(type(self), instance=self)}
-        for attempt in range(1, INSERT_ATTEMPTS + 1):
-            try:
-                with transaction.atomic(using=kwargs["using"]):
-                    return super().save(**kwargs)
-            except IntegrityError as error:
-                if self.pk != self._generated_pk or not self._collided_on_pk(error, kwargs["using"]):
-                    raise
-                if attempt == INSERT_ATTEMPTS:
-                    raise IdCollision(
-                        f"Could not insert a {self._meta.label}: {INSERT_ATTEMPTS} random IDs of "
-                        f"{self._id_length()} characters were all taken. "
-                        f"Its IDs are too short for its number of rows: make them longer."
-                    ) from error
-            self.pk = self._generated_pk = self._meta.pk.get_default()
-
-    def _id_length(self):
-        return FULL_LENGTH if isinstance(self._meta.pk, ShortUUIDField) else self._meta.pk.length
-
-    def _collided_on_pk(self, error, using):
-        """Whether the insert failed on the primary key's unique constraint, not another."""
-        constraint = getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)
-        connection = connections[using]
-        with connection.cursor() as cursor:
-            constraints = connection.introspection.get_constraints(cursor, self._meta.db_table)
-        return constraints.get(constraint, {}).get("primary_key", False)
+{%- endif %}
 
 
 class User(ShortUUIDModel, AbstractUser):
