@@ -149,7 +149,7 @@ class Stack:
 
 
 def with_ipfs(stack):
-    return (stack.path / stack.path.name / "ipfs.py").exists()
+    return (stack.path / stack.path.name / "uploads").exists()
 
 
 @contextmanager
@@ -478,8 +478,8 @@ def test_the_projects_tests_pass_in_the_dev_container(project):
             assert re.search(r"\d+ passed, 1 skipped in", summary), summary
             assert not re.search(r"failed|error|xfail", summary), summary
             (skip,) = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
-            assert skip.startswith("SKIPPED [1] tests/test_notebooks.py") and skip.endswith(
-                ": docker compose run --rm notebook pytest tests/test_notebooks.py"), skip
+            assert skip.startswith("SKIPPED [1] notebooks/test_notebooks.py") and skip.endswith(
+                ": docker compose run --rm notebook pytest notebooks/test_notebooks.py"), skip
     finally:
         project.dev.down()
 

@@ -150,7 +150,7 @@ def test_the_notebook_service_is_local_guarded_and_has_the_models(projects):
         name = f"from-a-notebook-{secrets.token_hex(4)}"
         printed = execute_in_kernel(port, token, (
             "import asyncio; asyncio.get_running_loop()  # cells run inside the loop\n"
-            f"from {default.slug}.models import Note\n"
+            f"from {default.slug}.notes.models import Note\n"
             f"Note.objects.create(title={name!r})\n"
             f"print(Note.objects.filter(title={name!r}).count(), 'note')"))
         kernel_ready = time.monotonic() - started
