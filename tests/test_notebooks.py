@@ -156,7 +156,7 @@ def test_the_notebook_service_is_local_guarded_and_has_the_models(projects):
         kernel_ready = time.monotonic() - started
         assert printed == "1 note\n"
         check = ("from django.apps import apps; "
-                 f"print(apps.get_model('{default.slug}', 'Note').objects.get(title={name!r}))")
+                 f"print(apps.get_model('notes', 'Note').objects.get(title={name!r}))")
         assert stack.compose("run", "--rm", "--no-deps", "web", "python", "manage.py", "shell",
                              "-v", "0", "-c", check).stdout.strip() == name
         print(f"notebook service healthy {ready:.1f} s after `up`, a kernel answered after "

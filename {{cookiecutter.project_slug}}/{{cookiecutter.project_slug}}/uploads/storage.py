@@ -3,7 +3,8 @@
 A stored file is named `<cid>/<its own name>` (`stored_name`): the CID is the hash of its
 content, so the same bytes always get the same CID and are stored once, and the name is kept
 for downloads. Saving adds and pins the file on the node; anyone can then fetch it by CID,
-from this project's gateway or from any IPFS node that has it. Everything on IPFS is public to whoever has the CID.
+from this project's gateway or from any IPFS node that has it. Everything on IPFS is public
+to whoever has the CID.
 """
 
 import functools
