@@ -163,7 +163,7 @@ def test_a_backup_brings_the_data_back_after_down_v(stack, project):
     assert f"ipfs: the backup's {saved} files pinned on the node ({saved} added back " \
         "from the backup)" in restored
     rows = dict(re.findall(r"^\s+(\w+)\s+(\d+)$", restored, re.MULTILINE))
-    assert (rows[f"{slug}_user"], rows[f"{slug}_note"], rows[f"{slug}_upload"]) == \
+    assert (rows[f"{slug}_user"], rows["notes_note"], rows["uploads_upload"]) == \
         (users, notes, uploads), restored
     assert int(rows["django_migrations"]) > 0
 
@@ -315,7 +315,7 @@ def test_restore_force_replaces_a_database_in_place(stack, project):
     drop = f"docker compose -f deploy/compose.yaml exec db dropdb --username={slug} {kept}"
     assert f"\n  {drop}\n" in restored, restored
     psql = ["db", "psql", "--username", slug, "--tuples-only", "--dbname"]
-    assert stack.exec(*psql, kept, "--command", f"SELECT count(*) FROM {slug}_note WHERE "
+    assert stack.exec(*psql, kept, "--command", f"SELECT count(*) FROM notes_note WHERE "
                       f"title = '{title}'").stdout.strip() == "1"
     stack.exec(*drop.split()[5:])  # as printed, less `docker compose -f …`
     assert kept not in stack.exec(*psql, slug, "--command",
