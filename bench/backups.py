@@ -60,7 +60,7 @@ def main():
             # Uploads through the app's storage: added and pinned on the node.
             run([*prod, "exec", "-T", "web", "python", "manage.py", "shell", "-c",
                  "import os; from django.core.files.base import ContentFile; "
-                 "from my_project.models import Upload\n"
+                 "from my_project.uploads.models import Upload\n"
                  f"for n in range({arguments.files}):\n"
                  f"    Upload(file=ContentFile(os.urandom({arguments.file_mb} * 2**20), "
                  "name=f'file{n}.bin')).save()"], project, env)

@@ -38,7 +38,7 @@ STORAGES = """
 import json, os, sys, time
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
-from my_project.ipfs import ipfs_storage
+from my_project.uploads.storage import ipfs_storage
 runs, sizes = int(sys.argv[2]), json.loads(sys.argv[3])
 stores = {"IPFS (Kubo)": ipfs_storage(), "FileSystemStorage": FileSystemStorage("/tmp/bench")}
 times = {}

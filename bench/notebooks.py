@@ -28,7 +28,7 @@ RUN = f"bench-{os.getpid()}-{secrets.token_hex(3)}"
 KERNEL = """
 import jupyter_client
 manager, client = jupyter_client.manager.start_new_kernel(kernel_name="python3")
-reply = client.execute_interactive("from my_project.models import Note; Note.objects.count()",
+reply = client.execute_interactive("from my_project.notes.models import Note; Note.objects.count()",
                                    timeout=120)
 assert reply["content"]["status"] == "ok", reply["content"]
 manager.shutdown_kernel(now=True)

@@ -41,15 +41,11 @@ def remove_unchosen_files(root):
     if ANSWERS["notebooks"] == "no":
         (root / "docs/notebooks.md").unlink()
         shutil.rmtree(root / "notebooks")
-        for path in (f"{SLUG}/reading.py", "tests/test_reading.py", "tests/test_notebooks.py"):
-            (root / path).unlink()
         prune_lock(root / "uv.lock", "notebook")
     if ANSWERS["ipfs"] == "no":
-        for path in (f"{SLUG}/ipfs.py", f"{SLUG}/migrations/0003_upload.py", "tests/test_ipfs.py",
-                     "deploy/scripts/ipfs-config.sh", "deploy/scripts/kustomization.yaml",
-                     "deploy/kubernetes/base/ipfs.yaml",
-                     *(f"{SLUG}/templates/{SLUG}/upload_{page}.html"
-                       for page in ("form", "list", "detail"))):
+        shutil.rmtree(root / SLUG / "uploads")
+        for path in ("deploy/scripts/ipfs-config.sh", "deploy/scripts/kustomization.yaml",
+                     "deploy/kubernetes/base/ipfs.yaml"):
             (root / path).unlink()
         prune_lock(root / "uv.lock", dependencies=["httpx"])
         (root / "docs/ipfs.md").unlink()

@@ -102,7 +102,7 @@ def kubo():
     Configured as compose.yaml runs it (deploy/scripts/ipfs-config.sh); the RPC API published on
     127.0.0.1 only."""
     name = f"shipshape-test-kubo-{os.getpid()}"
-    config = TEMPLATE / "{{cookiecutter.project_slug}}" / "scripts" / "ipfs-config.sh"
+    config = TEMPLATE / "{{cookiecutter.project_slug}}" / "deploy" / "scripts" / "ipfs-config.sh"
     subprocess.run(["docker", "run", "--detach", "--rm", "--name", name,
                     "--volume", f"{config}:/container-init.d/ipfs-config.sh:ro",
                     "--publish", "127.0.0.1::5001", "ipfs/kubo:release"],

@@ -110,7 +110,7 @@ def rewrite_checksums(directory):
 def add_upload(stack, slug, data):
     """An upload of `data` as kept.txt, through the app (pinned on the node): (short ID, CID)."""
     return shell(stack, (
-        f"from django.core.files.base import ContentFile; from {slug}.models import Upload; "
+        f"from django.core.files.base import ContentFile; from {slug}.uploads.models import Upload; "
         f"upload = Upload(file=ContentFile({data!r}, name='kept.txt')); upload.save(); "
         "print(upload.pk, upload.cid)")).split()
 
@@ -125,7 +125,7 @@ def refusal(stack, *arguments, options=()):
 def test_a_backup_brings_the_data_back_after_down_v(stack, project):
     slug, title, password = project.slug, f"Kept {secrets.token_hex(4)}", secrets.token_urlsafe(16)
     created = shell(stack, (
-        f"from django.contrib.auth import get_user_model; from {slug}.models import Note; "
+        f"from django.contrib.auth import get_user_model; from {slug}.notes.models import Note; "
         "User = get_user_model(); "
         f"User.objects.create_superuser('admin', 'admin@example.com', {password!r}); "
         f"User.objects.create_user('reader', password={password!r}); "
@@ -134,7 +134,7 @@ def test_a_backup_brings_the_data_back_after_down_v(stack, project):
     note_id, users, notes = created.split()
     content = f"kept through a restore, on IPFS {secrets.token_hex(8)}"
     upload_id, cid = add_upload(stack, slug, content)
-    uploads = shell(stack, f"from {slug}.models import Upload; print(Upload.objects.count())")
+    uploads = shell(stack, f"from {slug}.uploads.models import Upload; print(Upload.objects.count())")
     output = backup(stack, "now").stdout
     taken = BACKUP_OUTPUT.findall(output)
     assert len(taken) == 1 and names(stack)[-1] == taken[0]
@@ -163,7 +163,7 @@ def test_a_backup_brings_the_data_back_after_down_v(stack, project):
     assert f"ipfs: the backup's {saved} files pinned on the node ({saved} added back " \
         "from the backup)" in restored
     rows = dict(re.findall(r"^\s+(\w+)\s+(\d+)$", restored, re.MULTILINE))
-    assert (rows[f"{slug}_user"], rows[f"{slug}_note"], rows[f"{slug}_upload"]) == \
+    assert (rows[f"{slug}_user"], rows["notes_note"], rows["uploads_upload"]) == \
         (users, notes, uploads), restored
     assert int(rows["django_migrations"]) > 0
 
@@ -176,7 +176,7 @@ def test_a_backup_brings_the_data_back_after_down_v(stack, project):
     assert fetch(https, f"/ipfs/{cid}?filename=kept.txt", tls=trust,  # the gateway's own origin
                  headers={"Host": "ipfs.localhost"})[::2] == (200, content)
     assert shell(stack, (
-        f"from django.contrib.auth import get_user_model; from {slug}.models import Note; "
+        f"from django.contrib.auth import get_user_model; from {slug}.notes.models import Note; "
         "User = get_user_model(); "
         f"print(User.objects.get(username='admin').check_password({password!r}), "
         "User.objects.count(), Note.objects.count())")).split() == ["True", users, notes]
@@ -184,8 +184,8 @@ def test_a_backup_brings_the_data_back_after_down_v(stack, project):
 
 def test_restore_refuses_bad_input_and_changes_nothing(stack, project):
     slug = project.slug
-    count_notes = f"from {slug}.models import Note; print(Note.objects.count())"
-    shell(stack, f"from {slug}.models import Note; Note.objects.create(title='before')")
+    count_notes = f"from {slug}.notes.models import Note; print(Note.objects.count())"
+    shell(stack, f"from {slug}.notes.models import Note; Note.objects.create(title='before')")
     notes = shell(stack, count_notes)
     _, cid = add_upload(stack, slug, f"an upload {secrets.token_hex(8)}")
     (good,) = BACKUP_OUTPUT.findall(backup(stack, "now").stdout)
@@ -297,11 +297,11 @@ def test_restore_refuses_bad_input_and_changes_nothing(stack, project):
 
 def test_restore_force_replaces_a_database_in_place(stack, project):
     slug = project.slug
-    count_notes = f"from {slug}.models import Note; print(Note.objects.count())"
+    count_notes = f"from {slug}.notes.models import Note; print(Note.objects.count())"
     notes = shell(stack, count_notes)
     (taken,) = BACKUP_OUTPUT.findall(backup(stack, "now").stdout)
     title = f"after the backup {secrets.token_hex(4)}"
-    shell(stack, f"from {slug}.models import Note; Note.objects.create(title={title!r})")
+    shell(stack, f"from {slug}.notes.models import Note; Note.objects.create(title={title!r})")
     stack.compose("stop", "web")
     restored = backup(stack, "restore", taken, "--force").stdout
     assert f"restored {taken} " in restored
@@ -315,7 +315,7 @@ def test_restore_force_replaces_a_database_in_place(stack, project):
     drop = f"docker compose -f deploy/compose.yaml exec db dropdb --username={slug} {kept}"
     assert f"\n  {drop}\n" in restored, restored
     psql = ["db", "psql", "--username", slug, "--tuples-only", "--dbname"]
-    assert stack.exec(*psql, kept, "--command", f"SELECT count(*) FROM {slug}_note WHERE "
+    assert stack.exec(*psql, kept, "--command", f"SELECT count(*) FROM notes_note WHERE "
                       f"title = '{title}'").stdout.strip() == "1"
     stack.exec(*drop.split()[5:])  # as printed, less `docker compose -f …`
     assert kept not in stack.exec(*psql, slug, "--command",

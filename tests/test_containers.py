@@ -149,7 +149,7 @@ class Stack:
 
 
 def with_ipfs(stack):
-    return (stack.path / stack.path.name / "ipfs.py").exists()
+    return (stack.path / stack.path.name / "uploads").exists()
 
 
 @contextmanager
@@ -481,8 +481,8 @@ def test_the_projects_tests_pass_in_the_dev_container(project):
             assert re.search(r"\d+ passed, 1 skipped in", summary), summary
             assert not re.search(r"failed|error|xfail", summary), summary
             (skip,) = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
-            assert skip.startswith("SKIPPED [1] tests/test_notebooks.py") and skip.endswith(
-                ": docker compose run --rm notebook pytest tests/test_notebooks.py"), skip
+            assert skip.startswith("SKIPPED [1] notebooks/test_notebooks.py") and skip.endswith(
+                ": docker compose run --rm notebook pytest notebooks/test_notebooks.py"), skip
     finally:
         project.dev.down()
 
@@ -669,7 +669,7 @@ def test_the_pages_pass_in_a_real_browser(prod, tmp_path):
         visit(page.url.removeprefix(base), "note")
         visit("/accounts/password_change/", "password-change")
         assert problems == [], problems
-        for path in ("/admin/", f"/admin/{prod.path.name}/note/"):
+        for path in ("/admin/", "/admin/notes/note/"):
             assert navigate(page, lambda path=path: page.goto(base + path)).status == 200, path
         page.screenshot(path=shots / "admin.png")
         assert [problem for problem in problems if "Content Security Policy" in problem] == []

@@ -185,7 +185,7 @@ def test_prod_serves_uploads_from_their_own_origin_and_nothing_else(project):
 def admin_delete(client, slug, upload_url):
     """Delete an upload in the admin, as a staff user would: its page, then its confirmation."""
     pk = upload_url.rstrip("/").rsplit("/", 1)[1]
-    path = f"/admin/{slug}/upload/{pk}/delete/"
+    path = f"/admin/uploads/upload/{pk}/delete/"
     client.get(path).raise_for_status()
     response = client.post(path, data={"post": "yes",
                                        "csrfmiddlewaretoken": client.cookies["csrftoken"]})

@@ -70,7 +70,7 @@ def test_secrets_env_is_left_out_of_git_and_the_image(project):
 
 def test_without_ipfs_nothing_of_the_node_is_left(project):
     rendered = check(project, "kustomize", "build", str(OVERLAY)).stdout
-    has_node = (project / project.name / "ipfs.py").exists()
+    has_node = (project / project.name / "uploads").exists()
     assert ("kind: StatefulSet" in rendered) is has_node
     assert ("ipfs" in rendered.lower()) is has_node
     assert (project / "deploy/scripts/kustomization.yaml").exists() is has_node
@@ -90,7 +90,7 @@ def test_without_ipfs_nothing_of_the_node_is_left(project):
                            "kind: NetworkPolicy\nmetadata:\n  name: web-to-ipfs-api")),
 ])
 def test_a_node_policy_opened_wider_fails_the_manifest_tests(project, tmp_path, policy, opened):
-    if not (project / project.name / "ipfs.py").exists():
+    if not (project / project.name / "uploads").exists():
         assert "ipfs" not in (project / "deploy/kubernetes/base/network-policy.yaml").read_text()
         return
     copy = shutil.copytree(project, tmp_path / project.name, ignore=shutil.ignore_patterns(".venv"))

@@ -150,13 +150,13 @@ def test_the_notebook_service_is_local_guarded_and_has_the_models(projects):
         name = f"from-a-notebook-{secrets.token_hex(4)}"
         printed = execute_in_kernel(port, token, (
             "import asyncio; asyncio.get_running_loop()  # cells run inside the loop\n"
-            f"from {default.slug}.models import Note\n"
+            f"from {default.slug}.notes.models import Note\n"
             f"Note.objects.create(title={name!r})\n"
             f"print(Note.objects.filter(title={name!r}).count(), 'note')"))
         kernel_ready = time.monotonic() - started
         assert printed == "1 note\n"
         check = ("from django.apps import apps; "
-                 f"print(apps.get_model('{default.slug}', 'Note').objects.get(title={name!r}))")
+                 f"print(apps.get_model('notes', 'Note').objects.get(title={name!r}))")
         assert stack.compose("run", "--rm", "--no-deps", "web", "python", "manage.py", "shell",
                              "-v", "0", "-c", check).stdout.strip() == name
         print(f"notebook service healthy {ready:.1f} s after `up`, a kernel answered after "

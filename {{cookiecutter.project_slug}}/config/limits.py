@@ -11,22 +11,15 @@ from django.contrib.auth import views as auth_views
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.core.files.uploadhandler import FileUploadHandler
-{%- if cookiecutter.ipfs == "yes" %}
-from django.urls import reverse
-
-# Django's slack over Caddy's limit on the upload page: a file just over IPFS_MAX_UPLOAD_SIZE
-# still reaches the form, which says how large it is; anything larger is cut off.
-FORM_SLACK = 64 * 1024
-{%- endif %}
 
 
 def body_limit(request):
-    """The largest request body, in bytes, that this request's path accepts."""
-{%- if cookiecutter.ipfs == "yes" %}
-    if request.path == reverse("upload-create"):
-        return settings.IPFS_MAX_UPLOAD_SIZE + FORM_SLACK
-{%- endif %}
-    return settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    """The largest request body, in bytes, that this request's view accepts: what its
+    `body_limit` function returns (a view that takes files sets one), else
+    DATA_UPLOAD_MAX_MEMORY_SIZE. The view is resolved before anything reads the body."""
+    view = request.resolver_match.func if request.resolver_match else None
+    limit = getattr(view, "body_limit", None)
+    return limit() if limit else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
 
 class BoundedUploadHandler(FileUploadHandler):

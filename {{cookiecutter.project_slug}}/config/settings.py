@@ -24,6 +24,10 @@ ALLOWED_HOSTS = ENV["ALLOWED_HOSTS"]
 INSTALLED_APPS = [
     # First, so that its templates (sign-in, password pages) take precedence over the admin's.
     "{{ cookiecutter.project_slug }}",
+    "{{ cookiecutter.project_slug }}.notes",  # the example app: delete it with its folder
+{%- if cookiecutter.ipfs == "yes" %}
+    "{{ cookiecutter.project_slug }}.uploads",
+{%- endif %}
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -115,13 +119,9 @@ TIME_ZONE = ENV["TIME_ZONE"]
 USE_I18N = True
 USE_TZ = True
 
-{% if cookiecutter.ipfs == "yes" -%}
-# The upload page refuses larger files before they reach the IPFS node.
-IPFS_MAX_UPLOAD_SIZE = ENV["IPFS_MAX_UPLOAD_SIZE"]
-{% endif -%}
-# Request bodies (README: Limits): 1 MiB at most{% if cookiecutter.ipfs == "yes" %} but on the upload page{% endif %}, as Caddy's request_body
-# says; config/limits.py's handler stops reading a multipart body past its path's limit
-# before any file in it is kept.
+# Request bodies (README: Limits): 1 MiB at most, but on a view that sets its own `body_limit`,
+# as Caddy's request_body says; config/limits.py's handler stops reading a multipart body past
+# its view's limit before any file in it is kept.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 FILE_UPLOAD_HANDLERS = [
     "config.limits.BoundedUploadHandler",
@@ -140,7 +140,7 @@ STORAGES = {
 {%- if cookiecutter.ipfs == "yes" %}
     # Uploads kept on the project's Kubo node, named by their content's CID (README: Media on
     # IPFS). A node slower than `timeout` seconds fails the upload, cleanly.
-    "ipfs": {"BACKEND": "{{ cookiecutter.project_slug }}.ipfs.KuboStorage",
+    "ipfs": {"BACKEND": "{{ cookiecutter.project_slug }}.uploads.storage.KuboStorage",
              "OPTIONS": {"api_url": ENV["IPFS_API_URL"], "gateway_url": ENV["IPFS_GATEWAY_URL"],
                          "auth": ENV["IPFS_API_AUTH"] or None, "timeout": 30}},
 {%- endif %}
@@ -154,7 +154,7 @@ WHITENOISE_KEEP_ONLY_HASHED_FILES = True
 # container's own health check needs no certificate.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = not DEBUG
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"{% if cookiecutter.ipfs == "yes" %}, r"^healthz/ipfs$"{% endif %}]
+SECURE_REDIRECT_EXEMPT = [r"^healthz", r"^readyz$"]  # healthz and an app's healthz/<its check>
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_HSTS_SECONDS = 0 if DEBUG else ENV["SECURE_HSTS_SECONDS"]

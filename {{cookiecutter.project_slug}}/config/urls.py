@@ -6,7 +6,7 @@ from config.limits import PasswordResetView
 from {{ cookiecutter.project_slug }} import views
 from {{ cookiecutter.project_slug }}.ids import ShortUUIDConverter
 
-register_converter(ShortUUIDConverter, "shortuuid")
+register_converter(ShortUUIDConverter, "shortuuid")  # before the apps' urls use it
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -17,16 +17,10 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    # Each app's own pages (the example: delete its line and its folder together).
+    path("", include("{{ cookiecutter.project_slug }}.notes.urls")),
 {%- if cookiecutter.ipfs == "yes" %}
-    path("healthz/ipfs", views.healthz_ipfs, name="healthz-ipfs"),
-{%- endif %}
-    path("notes/", views.note_list, name="note-list"),
-    path("notes/new/", views.note_create, name="note-create"),
-    path("notes/<shortuuid:pk>/", views.note_detail, name="note-detail"),
-{%- if cookiecutter.ipfs == "yes" %}
-    path("uploads/", views.upload_list, name="upload-list"),
-    path("uploads/new/", views.upload_create, name="upload-create"),
-    path("uploads/<shortuuid:pk>/", views.upload_detail, name="upload-detail"),
+    path("", include("{{ cookiecutter.project_slug }}.uploads.urls")),
 {%- endif %}
 ]
 

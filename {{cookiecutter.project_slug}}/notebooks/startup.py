@@ -1,6 +1,7 @@
 """Run by every notebook kernel before its first cell, through PYTHONSTARTUP (set by the
-notebook image, the README's command and tests/test_notebooks.py): the settings are loaded and
-django.setup() is done, so a notebook imports and queries the models at once."""
+notebook image, the README's command and test_notebooks.py): the settings are loaded and
+django.setup() is done, so a notebook imports and queries the models at once (the example's
+are imported already, as `manage.py shell` does)."""
 
 
 def _set_up_django():
@@ -23,3 +24,6 @@ def _set_up_django():
 
 _set_up_django()
 del _set_up_django
+
+from {{ cookiecutter.project_slug }}.models import User  # noqa: E402, F401 - in the kernel's namespace
+from {{ cookiecutter.project_slug }}.notes.models import Note  # noqa: E402, F401

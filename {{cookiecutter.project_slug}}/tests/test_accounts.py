@@ -6,8 +6,6 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
-from {{ cookiecutter.project_slug }}.models import Note
-
 OLD, NEW = "an-old-passphrase", "a-brand-new-passphrase"
 
 
@@ -19,18 +17,6 @@ def member(django_user_model):
 def signs_in(client, password):
     response = client.post(reverse("login"), {"username": "member", "password": password})
     return response.status_code == 302
-
-
-@pytest.mark.django_db
-def test_writing_a_note_asks_for_sign_in_first_then_records_the_author(client, member):
-    form = reverse("note-create")
-    assert client.get(form)["Location"] == f"{reverse('login')}?next={form}"
-    response = client.post(reverse("login"), {"username": "member", "password": OLD, "next": form})
-    assert response["Location"] == form
-    response = client.post(form, {"title": "First", "body": "Written on the site."})
-    note = Note.objects.get()
-    assert response["Location"] == note.get_absolute_url()
-    assert (note.title, note.author) == ("First", member)
 
 
 @pytest.mark.django_db

@@ -7,9 +7,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from config import env
-{%- if cookiecutter.ipfs == "yes" %}
-from {{ cookiecutter.project_slug }}.models import Upload
-{%- endif %}
 
 
 @pytest.fixture
@@ -32,20 +29,6 @@ def test_a_file_sent_to_the_sign_in_page_is_refused_before_it_is_read(client, te
 def test_a_large_form_body_is_refused(client):
     response = client.post(reverse("login"), {"username": "x" * (2 * 1024 * 1024)})
     assert response.status_code == 400
-{%- if cookiecutter.ipfs == "yes" %}
-
-
-@pytest.mark.django_db
-def test_an_upload_far_over_the_limit_is_refused_before_it_is_read(client, django_user_model,
-                                                                   settings, temporary_files):
-    client.force_login(django_user_model.objects.create_user("member"))
-    settings.IPFS_MAX_UPLOAD_SIZE = 1024 * 1024
-    response = client.post(reverse("upload-create"), {
-        "file": SimpleUploadedFile("big.bin", b"x" * (3 * 1024 * 1024))})
-    assert response.status_code == 400
-    assert list(temporary_files.iterdir()) == []
-    assert not Upload.objects.exists()
-{%- endif %}
 
 
 def test_hsts_preload_is_opt_in():

@@ -11,8 +11,9 @@ with a counter. They do reveal when a row was created (to the millisecond); a mo
 that matters uses `ShortUUIDField(primary_key=True, default=random_id)` (version 4).
 
 Codes that people type (invitation codes) want fewer characters than a UUID has: see
-`models.short_uuid_key(length=...)`. IDs are public. Secrets (API keys, tokens) come from
-`tokens`, never from here.
+`short_uuid_key(length=...)`. IDs are public: a secret (API key, token) comes from Python's
+`secrets` (`secrets.token_urlsafe(32)`), is stored as a digest and compared with
+`hmac.compare_digest`, never from here.
 """
 
 import uuid
@@ -20,7 +21,8 @@ import uuid
 import shortuuid
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import IntegrityError, connections, models, router, transaction
+from shortuuid.django_fields import ShortUUIDField as RandomCodeField
 from uuid6 import uuid7  # the standard library has uuid7 from Python 3.14
 
 ALPHABET = shortuuid.get_alphabet()
@@ -119,3 +121,70 @@ class ShortUUIDConverter:
         if not is_well_formed(str(value), self.length):
             raise ValueError(f"{value!r} is not a short UUID of {self.length} characters")
         return str(value)
+
+
+INSERT_ATTEMPTS = 3  # a fresh random ID per attempt
+
+
+class IdCollision(IntegrityError):
+    """Every attempt to insert a row drew an ID that was already taken."""
+
+
+def short_uuid_key(length=FULL_LENGTH):
+    """A primary key shown as `length` base57 characters. At 22, a UUID stored as such
+    (ShortUUIDField); shorter, for codes people type, random characters stored as text."""
+    if length == FULL_LENGTH:
+        return ShortUUIDField(primary_key=True, editable=False)
+    return RandomCodeField(primary_key=True, length=length, editable=False)
+
+
+class ShortUUIDModel(models.Model):
+    """A model whose primary key is a short UUID (the module docstring says which).
+
+    The length is set per model: `id = short_uuid_key(length=8)` for codes people type.
+    Inserts are always forced inserts, so an existing row is never overwritten; when a
+    generated ID is already taken, the insert is retried with a fresh one, each attempt in
+    its own savepoint so the caller's transaction survives. `bulk_create` bypasses this.
+    """
+
+    id = short_uuid_key()
+
+    class Meta:
+        abstract = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only an ID this model generated may be replaced: one the caller chose is theirs.
+        chose_id = args or {"pk", self._meta.pk.attname} & kwargs.keys()
+        self._generated_pk = None if chose_id else self.pk
+
+    def save(self, **kwargs):
+        if not self._state.adding or kwargs.get("force_update") or kwargs.get("update_fields"):
+            return super().save(**kwargs)
+        kwargs |= {"force_insert": True,
+                   "using": kwargs.get("using") or router.db_for_write(type(self), instance=self)}
+        for attempt in range(1, INSERT_ATTEMPTS + 1):
+            try:
+                with transaction.atomic(using=kwargs["using"]):
+                    return super().save(**kwargs)
+            except IntegrityError as error:
+                if self.pk != self._generated_pk or not self._collided_on_pk(error, kwargs["using"]):
+                    raise
+                if attempt == INSERT_ATTEMPTS:
+                    raise IdCollision(
+                        f"Could not insert a {self._meta.label}: {INSERT_ATTEMPTS} random IDs of "
+                        f"{self._id_length()} characters were all taken. "
+                        f"Its IDs are too short for its number of rows: make them longer."
+                    ) from error
+            self.pk = self._generated_pk = self._meta.pk.get_default()
+
+    def _id_length(self):
+        return FULL_LENGTH if isinstance(self._meta.pk, ShortUUIDField) else self._meta.pk.length
+
+    def _collided_on_pk(self, error, using):
+        """Whether the insert failed on the primary key's unique constraint, not another."""
+        constraint = getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)
+        connection = connections[using]
+        with connection.cursor() as cursor:
+            constraints = connection.introspection.get_constraints(cursor, self._meta.db_table)
+        return constraints.get(constraint, {}).get("primary_key", False)

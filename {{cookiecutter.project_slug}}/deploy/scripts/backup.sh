@@ -133,7 +133,7 @@ other_sessions() { # one line per session on the database other than this one
 {%- if cookiecutter.ipfs == "yes" %}
 
 # --- Files on IPFS ------------------------------------------------------------------------------
-# Re-added with the parameters the app adds with ({{ cookiecutter.project_slug }}/ipfs.py,
+# Re-added with the parameters the app adds with ({{ cookiecutter.project_slug }}/uploads/storage.py,
 # ADD_PARAMETERS; a test keeps the two the same), a file's bytes get its CID back.
 readonly add_parameters="cid-version=1&raw-leaves=false&chunker=size-262144&hash=sha2-256"
 # Every call to the node: 10 s to connect, at most 30 s without a byte moving either way (a node

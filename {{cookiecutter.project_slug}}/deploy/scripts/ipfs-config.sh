@@ -24,7 +24,7 @@ ipfs config Provide.Strategy pinned
 # automatic garbage collection (`daemon --enable-gc`), which stays off: it would delete what a
 # backup restore has added back and not pinned yet. What bounds the disk is that the node
 # stores nothing but uploads (NoFetch above), that an upload is at most IPFS_MAX_UPLOAD_SIZE,
-# and that the app collects garbage as soon as the last row with a CID is deleted (ipfs.py).
+# and that the app collects garbage as soon as the last row with a CID is deleted (uploads/models.py).
 ipfs config Datastore.StorageMax 10GB
 
 echo "ipfs-config.sh: gateway serves local content only, announces pinned content only"

@@ -9,17 +9,18 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from {{ cookiecutter.project_slug }}.models import Note, User
+from {{ cookiecutter.project_slug }}.models import User
+from {{ cookiecutter.project_slug }}.notes.models import Note
 
 # Jupyter is in the notebook group, which the dev image (compose's `web`) leaves out: there these
 # tests are skipped, with the command that runs them, instead of failing the run's collection.
 IN_THE_NOTEBOOK_IMAGE = ("no Jupyter here (the web image has none): "
-                         "docker compose run --rm notebook pytest tests/test_notebooks.py")
+                         "docker compose run --rm notebook pytest notebooks/test_notebooks.py")
 nbformat = pytest.importorskip("nbformat", reason=IN_THE_NOTEBOOK_IMAGE)
 NotebookClient = pytest.importorskip("nbclient", reason=IN_THE_NOTEBOOK_IMAGE).NotebookClient
 CellExecutionError = pytest.importorskip("nbclient.exceptions").CellExecutionError
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parent
 
 
 def execute(notebook, monkeypatch):
@@ -62,7 +63,7 @@ def test_the_example_notebook_runs_on_seeded_rows(monkeypatch):
 def test_a_cell_that_raises_fails_the_run(monkeypatch):
     notebook = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell(
-            "from {{ cookiecutter.project_slug }}.models import Note\n"
+            "from {{ cookiecutter.project_slug }}.notes.models import Note\n"
             "print('notes:', Note.objects.count())"),
         nbformat.v4.new_code_cell("raise ValueError('this cell fails')"),
     ])

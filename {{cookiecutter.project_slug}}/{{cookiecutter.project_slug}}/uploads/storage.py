@@ -1,9 +1,10 @@
 """Files on IPFS: a Django storage backed by a Kubo node's RPC API (README: Media on IPFS).
 
-A stored file is named `<cid>/<its own name>`: the CID is the hash of its content, so the same
-bytes always get the same CID and are stored once, and the name is kept for downloads. Saving
-adds and pins the file on the node; anyone can then fetch it by CID, from this project's
-gateway or from any IPFS node that has it. Everything on IPFS is public to whoever has the CID.
+A stored file is named `<cid>/<its own name>` (`stored_name`): the CID is the hash of its
+content, so the same bytes always get the same CID and are stored once, and the name is kept
+for downloads. Saving adds and pins the file on the node; anyone can then fetch it by CID,
+from this project's gateway or from any IPFS node that has it. Everything on IPFS is public
+to whoever has the CID.
 """
 
 import functools
@@ -85,11 +86,20 @@ class KuboStorage(Storage):
             raise NodeError(f"the IPFS node refused {command}: {message}")
         return response if stream else response.json()
 
-    def _save(self, name, content):
+    def add(self, name, content):
+        """Add and pin `content` on the node; its CID. (Upload.save calls this itself, so the
+        model gets the CID as the node gives it, not parsed back out of a name.)"""
         content.seek(0)
         added = self._call("add", params=ADD_PARAMETERS | {"pin": "true"},
                            files={"file": (name, content, "application/octet-stream")})
-        return f"{added['Hash']}/{name}"
+        return added["Hash"]
+
+    @staticmethod
+    def stored_name(cid, name):
+        return f"{cid}/{name}"
+
+    def _save(self, name, content):
+        return self.stored_name(self.add(name, content), name)
 
     def get_available_name(self, name, max_length=None):
         """The name as it is, its stem shortened to leave room for the CID in front: content

@@ -3,7 +3,7 @@ import string
 from hypothesis import given
 from hypothesis import strategies as st
 
-from {{ cookiecutter.project_slug }}.reading import reading_minutes
+from reading import reading_minutes  # beside this file: pytest puts notebooks/ on sys.path
 
 words = st.text(string.ascii_letters + "éß'-", min_size=1, max_size=12)
 

@@ -1,5 +1,5 @@
-"""Reading time: prototyped in notebooks/explore_notes.ipynb, then moved here with its tests
-(tests/test_reading.py), the way an idea goes from a notebook into the app."""
+"""Reading time: prototyped in explore_notes.ipynb, then moved here with its tests
+(test_reading.py), the way an idea goes from a notebook into code you test."""
 
 import math
 

@@ -1,36 +1,11 @@
-import os
-
-import hypothesis
 import pytest
-from django.core.cache import cache
-
-# HYPOTHESIS_PROFILE=ci: many examples, derandomised so a failure reproduces on every run.
-hypothesis.settings.register_profile("ci", max_examples=200, derandomize=True, deadline=None,
-                                     print_blob=True)
-hypothesis.settings.register_profile("dev", max_examples=30, deadline=None)
-hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
-
-
-@pytest.fixture(autouse=True)
-def _static_files_without_a_manifest(settings):
-    """Tests render pages without running collectstatic first: plain static file names, where
-    production's storage would need the manifest that collectstatic writes."""
-    settings.STORAGES = settings.STORAGES | {
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
-
-
-@pytest.fixture(autouse=True)
-def _empty_cache():
-    """Each test starts with nothing counted (password-reset limits live in the cache)."""
-    cache.clear()
-{%- if cookiecutter.ipfs == "yes" %}
 
 
 @pytest.fixture(scope="session")
 def ipfs_node():
     """The Kubo node at IPFS_API_URL: a test that needs it asks for this fixture, and the run
     checks once, before any test, that it answers (pytest_collection_modifyitems below)."""
-    from {{ cookiecutter.project_slug }}.ipfs import ipfs_storage
+    from {{ cookiecutter.project_slug }}.uploads.storage import ipfs_storage
 
     return ipfs_storage()
 
@@ -43,7 +18,7 @@ def pytest_collection_modifyitems(config, items):
     needing = [item for item in items if "ipfs_node" in item.fixturenames]
     if not needing or config.option.collectonly:
         return
-    from {{ cookiecutter.project_slug }}.ipfs import ipfs_storage
+    from {{ cookiecutter.project_slug }}.uploads.storage import ipfs_storage
 
     storage = ipfs_storage()
     if storage.problem():
@@ -52,4 +27,3 @@ def pytest_collection_modifyitems(config, items):
                     "127.0.0.1:5001:5001 ipfs/kubo:release (IPFS_API_URL=http://localhost:5001), "
                     "or run the tests in Docker: docker compose run --rm web pytest",
                     returncode=pytest.ExitCode.USAGE_ERROR)
-{%- endif %}

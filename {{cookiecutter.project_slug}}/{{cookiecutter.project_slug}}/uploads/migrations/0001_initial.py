@@ -2,15 +2,17 @@
 
 import django.db.models.deletion
 import {{ cookiecutter.project_slug }}.ids
-import {{ cookiecutter.project_slug }}.ipfs
+import {{ cookiecutter.project_slug }}.uploads.storage
 from django.conf import settings
 from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
 
+    initial = True
+
     dependencies = [
-        ('{{ cookiecutter.project_slug }}', '0002_note_author'),
+        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
@@ -18,7 +20,7 @@ class Migration(migrations.Migration):
             name='Upload',
             fields=[
                 ('id', {{ cookiecutter.project_slug }}.ids.ShortUUIDField(default={{ cookiecutter.project_slug }}.ids.time_ordered_id, editable=False, primary_key=True, serialize=False)),
-                ('file', models.FileField(max_length=255, storage={{ cookiecutter.project_slug }}.ipfs.ipfs_storage, upload_to='')),
+                ('file', models.FileField(max_length=255, storage={{ cookiecutter.project_slug }}.uploads.storage.ipfs_storage, upload_to='')),
                 ('cid', models.CharField(db_index=True, editable=False, max_length=100, verbose_name='CID')),
                 ('size', models.PositiveBigIntegerField(editable=False)),
                 ('content_type', models.CharField(editable=False, max_length=255)),

@@ -1,5 +1,5 @@
 """Files on IPFS, against a real Kubo node: IPFS_API_URL (compose's `ipfs` service, or one
-you start: README, "Media on IPFS")."""
+you start: README, "Media on IPFS"). The `ipfs_node` fixture is in conftest.py."""
 
 import http.server
 import secrets
@@ -19,8 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config import env
-from {{ cookiecutter.project_slug }}.ipfs import ADD_PARAMETERS, KuboStorage, ipfs_storage
-from {{ cookiecutter.project_slug }}.models import Upload
+from {{ cookiecutter.project_slug }}.uploads.models import Upload
+from {{ cookiecutter.project_slug }}.uploads.storage import ADD_PARAMETERS, KuboStorage, ipfs_storage
 
 
 def only_hash(storage, data):
@@ -193,7 +193,7 @@ def test_a_release_waits_for_an_upload_of_the_same_bytes_in_flight(storage):
 @pytest.mark.django_db
 def test_a_file_over_the_limit_is_a_form_error_and_nothing_is_stored(client, member, storage,
                                                                      settings):
-    settings.IPFS_MAX_UPLOAD_SIZE = 1000
+    settings.ENV = settings.ENV | {"IPFS_MAX_UPLOAD_SIZE": 1000}
     data = b"x" * 1001
     response = client.post(reverse("upload-create"), {"file": SimpleUploadedFile("big.bin", data)})
     assert response.status_code == 200
@@ -201,6 +201,18 @@ def test_a_file_over_the_limit_is_a_form_error_and_nothing_is_stored(client, mem
         response.content.decode()
     assert not Upload.objects.exists()
     assert not pinned(storage, only_hash(storage, data))
+
+
+@pytest.mark.django_db
+def test_an_upload_far_over_the_limit_is_refused_before_it_is_read(client, member, settings,
+                                                                   tmp_path):
+    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path)  # where Django would write the file it reads
+    settings.ENV = settings.ENV | {"IPFS_MAX_UPLOAD_SIZE": 1024 * 1024}
+    response = client.post(reverse("upload-create"), {
+        "file": SimpleUploadedFile("big.bin", b"x" * (3 * 1024 * 1024))})
+    assert response.status_code == 400
+    assert list(tmp_path.iterdir()) == []
+    assert not Upload.objects.exists()
 
 
 def closed_port():
