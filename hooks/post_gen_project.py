@@ -29,7 +29,7 @@ def write_env_file(path):
         f"HOST_GID={getattr(os, 'getgid', lambda: 1000)()}\n"
         + ("# Links to uploads point at the development gateway (production: the site's own).\n"
            "IPFS_GATEWAY_URL=http://127.0.0.1:8080\n" if ANSWERS["ipfs"] == "yes" else "")
-        + ("# JupyterLab asks for this token (the notebook service, README: Notebooks).\n"
+        + ("# JupyterLab asks for this token (the notebook service, docs/notebooks.md).\n"
            f"JUPYTER_TOKEN={secrets.token_urlsafe(32)}\n" if ANSWERS["notebooks"] == "yes" else "")
     )
     os.chmod(path, 0o600)

@@ -260,7 +260,7 @@ def test_cruft_diff_shows_the_users_changes_and_no_secrets(template, tmp_path):
 
 
 def test_a_file_the_user_deleted_stays_deleted(template, tmp_path):
-    """The README: delete what you do not need; updates do not bring it back."""
+    """docs/updates.md: delete what you do not need; updates do not bring it back."""
     project, _ = create(template, tmp_path / "out")
     run(["git", "rm", "--quiet", "Dockerfile"], cwd=project, env=template.environ)
     commit_all(project, template.environ, "We deploy without containers")

@@ -254,7 +254,7 @@ def test_prod_stays_ready_without_its_node_and_not_without_its_database(project)
 
 
 def test_a_second_node_pins_the_content_and_serves_it_when_the_first_is_gone(project):
-    """README, "Another copy": a node that connects to the project's and pins its CIDs."""
+    """docs/ipfs.md: a node that connects to the project's and pins its CIDs."""
     with running(project.dev) as dev:
         create_member(dev)
         client = signed_in(f"http://127.0.0.1:{dev.port('web', 8000)}")

@@ -316,7 +316,7 @@ def swarm_mode():
     with engine_to_itself():
         docker("swarm", "init", "--advertise-addr", "127.0.0.1")
         try:
-            # The IPFS node's placement (README: the node that keeps its repo is labelled).
+            # The IPFS node's placement (docs/swarm.md: the node that keeps its repo is labelled).
             node = docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
             docker("node", "update", "--label-add", "ipfs=true", node)
             yield

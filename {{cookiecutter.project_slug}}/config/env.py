@@ -94,14 +94,14 @@ VARIABLES = (
 {%- if cookiecutter.ipfs == "yes" %}
     Variable(
         "IPFS_API_URL", HTTP_URL, default="http://localhost:5001",
-        help="The Kubo node's RPC API, which stores uploads (README: Media on IPFS). Production "
+        help="The Kubo node's RPC API, which stores uploads (docs/ipfs.md). Production "
              "refuses a public address, unless over https with IPFS_API_AUTH.",
     ),
     Variable(
         "IPFS_API_AUTH", HEADER_VALUE, default="", secret=True,
         help="Authorization header sent to IPFS_API_URL, for a node elsewhere behind a proxy or "
              "a pinning service's Kubo-compatible API (`Bearer <token>`); empty: none "
-             "(README: An IPFS node elsewhere).",
+             "(docs/ipfs.md#an-ipfs-node-elsewhere).",
     ),
     Variable(
         "IPFS_GATEWAY_URL", URL_OR_PATH, default="/",

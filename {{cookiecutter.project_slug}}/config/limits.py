@@ -1,4 +1,4 @@
-"""The site's limits on what one client may send or ask for (README: Limits).
+"""The site's limits on what one client may send or ask for (docs/pages.md#limits).
 
 Caddy refuses oversized request bodies first (413, Caddyfile); the upload handler here holds the
 same line wherever a request reaches Django another way. Failed sign-ins are counted by

@@ -89,7 +89,7 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
 
-# Sign-in throttling (django-axes; README: Limits), on the site's sign-in and the admin's alike:
+# Sign-in throttling (django-axes; docs/pages.md#limits), on the site's sign-in and the admin's alike:
 # after LOGIN_FAILURE_LIMIT failures for one account, or from one client address, within
 # LOGIN_LOCKOUT_MINUTES, both are refused (429, with a page that says until when) until that
 # long after the last counted failure. Refused attempts are not counted, so the lock ends by
@@ -119,7 +119,7 @@ TIME_ZONE = ENV["TIME_ZONE"]
 USE_I18N = True
 USE_TZ = True
 
-# Request bodies (README: Limits): 1 MiB at most, but on a view that sets its own `body_limit`,
+# Request bodies (docs/pages.md#limits): 1 MiB at most, but on a view that sets its own `body_limit`,
 # as Caddy's request_body says; config/limits.py's handler stops reading a multipart body past
 # its view's limit before any file in it is kept.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
@@ -138,8 +138,8 @@ STORAGES = {
     # manifest it writes; tests swap in plain names.
     "staticfiles": {"BACKEND": "config.static.CompressedManifestStorage"},
 {%- if cookiecutter.ipfs == "yes" %}
-    # Uploads kept on the project's Kubo node, named by their content's CID (README: Media on
-    # IPFS). A node slower than `timeout` seconds fails the upload, cleanly.
+    # Uploads kept on the project's Kubo node, named by their content's CID (docs/ipfs.md).
+    # A node slower than `timeout` seconds fails the upload, cleanly.
     "ipfs": {"BACKEND": "{{ cookiecutter.project_slug }}.uploads.storage.KuboStorage",
              "OPTIONS": {"api_url": ENV["IPFS_API_URL"], "gateway_url": ENV["IPFS_GATEWAY_URL"],
                          "auth": ENV["IPFS_API_AUTH"] or None, "timeout": 30}},

@@ -1,5 +1,5 @@
 """Run by every notebook kernel before its first cell, through PYTHONSTARTUP (set by the
-notebook image, the README's command and test_notebooks.py): the settings are loaded and
+notebook image, docs/notebooks.md's command and test_notebooks.py): the settings are loaded and
 django.setup() is done, so a notebook imports and queries the models at once (the example's
 are imported already, as `manage.py shell` does)."""
 

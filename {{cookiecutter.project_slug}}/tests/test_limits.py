@@ -1,4 +1,4 @@
-"""Request bodies are bounded in Django too (README: Limits): Caddy refuses them first in
+"""Request bodies are bounded in Django too (docs/pages.md#limits): Caddy refuses them first in
 production, and this holds wherever a request reaches Django another way. And HSTS preload,
 which cannot be undone quickly, is opt-in."""
 

@@ -1,4 +1,4 @@
-"""Sign-in throttling (django-axes) and the password-reset mail limit (README: Limits)."""
+"""Sign-in throttling (django-axes) and the password-reset mail limit (docs/pages.md#limits)."""
 
 import datetime
 

@@ -3,7 +3,7 @@
 In the database an ID is a PostgreSQL `uuid` (16 bytes); everywhere else (Python, URLs,
 JSON, the admin, forms) it is its short form: base57 in shortuuid's alphabet, which has
 no 0/O or 1/I/l look-alikes. `bench/id_storage.py` in the Shipshape template measured the
-choices; the table is in README.md ("IDs").
+choices; docs/ids.md links the figures.
 
 New IDs are time-ordered UUIDs (version 7): 74 random bits, so nobody can guess one or count
 rows from it, and in order of creation, so inserts go to the end of the index as they do

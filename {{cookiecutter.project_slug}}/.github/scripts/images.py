@@ -7,7 +7,7 @@
     python .github/scripts/images.py diff OLD_IMAGE NEW_IMAGE  # package changes between two images
     python .github/scripts/images.py labels  # the base image labels for the Dockerfile as it is
 
-README.md ("CI and security updates") says what each does. Needs Docker (with Buildx and Compose,
+docs/ci.md says what each does. Needs Docker (with Buildx and Compose,
 which answer for registries and compose files), Python 3.10+, and uv for pip-audit. Exit status:
 0 done (due or not), 1 pins due (pin --check) or the build or push failed, 2 an error.
 """

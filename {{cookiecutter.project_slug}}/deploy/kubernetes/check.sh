@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The offline checks of these manifests (CI's kubernetes job runs them; README, "On
-# Kubernetes"): the production overlay renders (kustomize), every object it renders is valid for
+# The offline checks of these manifests (CI's kubernetes job runs them; docs/kubernetes.md):
+# the production overlay renders (kustomize), every object it renders is valid for
 # a current Kubernetes (kubernetes-validate, strict), and checkov finds nothing but the
 # exceptions written down in .checkov.yaml. Needs kustomize, uv, and overlays/production/secrets.env
 # (a copy of secrets.env.example will do). CHECKOV overrides the checkov command.

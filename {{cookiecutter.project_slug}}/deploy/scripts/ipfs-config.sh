@@ -1,5 +1,5 @@
 #!/bin/sh
-# The IPFS node's own settings (README: Media on IPFS): it serves this project's files, and only
+# The IPFS node's own settings (docs/ipfs.md): it serves this project's files, and only
 # them. Kubo's official image runs every /container-init.d/*.sh before it starts the daemon, on
 # every start: the compose files mount this script there, so a line changed here takes effect at
 # the next start. No daemon runs yet, so `ipfs config` edits the repo's config file itself.

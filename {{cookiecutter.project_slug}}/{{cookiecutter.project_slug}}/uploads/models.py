@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 
 class Upload(ShortUUIDModel):
-    """A file kept on IPFS (README: Media on IPFS): saving the row first adds and pins the file
+    """A file kept on IPFS (docs/ipfs.md): saving the row first adds and pins the file
     on the node, so a row always has its content. Rows with the same content share one CID,
     stored once; deleting the last of them unpins it and has the node collect it, so the site
     no longer serves it."""

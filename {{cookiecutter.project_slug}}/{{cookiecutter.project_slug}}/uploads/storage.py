@@ -1,4 +1,4 @@
-"""Files on IPFS: a Django storage backed by a Kubo node's RPC API (README: Media on IPFS).
+"""Files on IPFS: a Django storage backed by a Kubo node's RPC API (docs/ipfs.md).
 
 A stored file is named `<cid>/<its own name>` (`stored_name`): the CID is the hash of its
 content, so the same bytes always get the same CID and are stored once, and the name is kept

@@ -1,5 +1,5 @@
 """Files on IPFS, against a real Kubo node: IPFS_API_URL (compose's `ipfs` service, or one
-you start: README, "Media on IPFS"). The `ipfs_node` fixture is in conftest.py."""
+you start: docs/ipfs.md). The `ipfs_node` fixture is in conftest.py."""
 
 import http.server
 import secrets
@@ -336,7 +336,7 @@ def test_the_storage_is_usable_on_its_own(storage):
     ("http://ipfs:5001", True), ("http://10.0.0.5:5001", True), ("http://127.0.0.1:5001", True),
     ("http://kubo.internal:5001", True), ("http://ipfs.default.svc:5001", True),
     ("https://ipfs.example.com", False), ("http://8.8.8.8:5001", False),
-    # A node elsewhere (README): over https with a credential only.
+    # A node elsewhere (docs/ipfs.md#an-ipfs-node-elsewhere): over https with a credential only.
     ("https://ipfs.example.com|Bearer k", True), ("http://ipfs.example.com|Bearer k", False),
 ])
 def test_production_refuses_a_public_rpc_address(url, allowed):

@@ -1,5 +1,5 @@
-"""The production overlay as `kustomize build` renders it, held to what README's "On
-Kubernetes" promises: rolling updates that keep capacity, probes, unprivileged pods on a
+"""The production overlay as `kustomize build` renders it, held to what docs/kubernetes.md
+promises: rolling updates that keep capacity, probes, unprivileged pods on a
 read-only root, resources, secrets as files, and the image CI pushes{% if cookiecutter.ipfs == "yes" %}; the IPFS node, reachable
 by web alone (its RPC API) and the ingress controller alone (its gateway){% endif %}."""
 
@@ -143,7 +143,7 @@ def test_https_ingress_and_a_network_that_denies_by_default(objects):
     ingress = objects["Ingress", "web"]
     assert ingress["spec"]["tls"][0]["hosts"] == [ingress["spec"]["rules"][0]["host"]]
     assert "cert-manager.io/cluster-issuer" in ingress["metadata"]["annotations"]
-    # Bodies over 1 MiB refused at the ingress (README: Limits).
+    # Bodies over 1 MiB refused at the ingress (docs/pages.md#limits).
     assert ingress["metadata"]["annotations"][BODY_SIZE] == "1m"
     deny = objects["NetworkPolicy", "default-deny"]["spec"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
