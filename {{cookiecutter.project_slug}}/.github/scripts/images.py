@@ -330,7 +330,8 @@ def main(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     commands = parser.add_subparsers(dest="command", required=True)
     pinning = commands.add_parser("pin", help="pin base images to their tags' current digests")
-    pinning.add_argument("files", nargs="*", type=Path, help="default: Dockerfile, compose.yaml, deploy/compose.yaml")
+    pinning.add_argument("files", nargs="*", type=Path,
+                         help="default: Dockerfile, compose.yaml, deploy/compose.yaml")
     pinning.add_argument("--check", action="store_true",
                          help="change nothing; exit 1 if a pin is missing or behind")
     pinning.add_argument("--unpinned-only", action="store_true",
