@@ -56,8 +56,8 @@ SKIPPED = {"uv.lock", ".env"}
 def kind(path, slug):
     """The kind of a file, from its path relative to the project (first rule that matches)."""
     parts, name = path.parts, path.name
-    if parts[0] == "tests" or parts[:2] == ("scripts", "tests") \
-            or (parts[0] == "deploy" and "tests" in parts[1:-1]):
+    if parts[0] == "tests" or "tests" in parts[:-1] or name in ("tests.py", "conftest.py") \
+            or re.fullmatch(r"test_.*\.py", name):
         return "tests"
     if parts[0] == slug and name.endswith(".py"):
         return "app"
@@ -67,7 +67,7 @@ def kind(path, slug):
     if path.suffix in (".html", ".css", ".svg"):
         return "templates"
     if name in ("Dockerfile", "Caddyfile") or re.fullmatch(r"compose.*\.ya?ml", name) \
-            or parts[0] in ("scripts", "deploy"):
+            or parts[0] in ("scripts", "deploy") or parts[:2] == (".github", "scripts"):
         return "ops"
     if path.suffix in (".yml", ".yaml"):
         return "YAML"
