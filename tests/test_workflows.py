@@ -226,7 +226,9 @@ def test_the_image_script_is_tested_in_a_ci_job_with_docker_and_a_registry(proje
         assert "uv run --locked pytest .github/scripts/tests" in runs
         pytest_options = tomllib.loads((project / "pyproject.toml").read_text())["tool"][
             "pytest"]["ini_options"]
-        assert pytest_options["testpaths"] == ["tests"]
+        # The project's tests, its apps' and its notebooks': never .github/.
+        notebooks = ["notebooks"] if (project / "notebooks").exists() else []
+        assert pytest_options["testpaths"] == ["tests", project.name, *notebooks]
 
 
 def test_the_template_check_is_weekly_in_a_file_of_its_own(projects):
