@@ -118,8 +118,7 @@ VARIABLES = (
     Variable(
         "WEB_CONCURRENCY", COUNT, default="2",
         help="gunicorn worker processes in production (config/gunicorn.conf.py): about one per "
-             "CPU; "
-             "each adds a few MiB, since the app is loaded once before they fork.",
+             "CPU; each adds a few MiB, since the app is loaded once before they fork.",
     ),
     Variable(
         "WEB_THREADS", COUNT, default="4",

@@ -105,7 +105,7 @@ def render():
     ]
     for variable in VARIABLES:
         lines += _entry(variable)
-    lines += ["", "", "# --- Read by Docker Compose and Swarm (compose*.yaml), not by Django ---"]
+    lines += ["", "", "# --- Read by Docker Compose and Swarm (compose.yaml, deploy/), not by Django ---"]
     for variable in COMPOSE_VARIABLES:
         lines += _entry(variable)
     return "\n".join(lines) + "\n"
