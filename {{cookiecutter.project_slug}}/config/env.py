@@ -8,8 +8,8 @@ compose's own variables) by `python -m config.env_example --write`.
 from config import envschema
 from config.envschema import (
     BOOLEAN, COUNT, DATABASE_URL, EMAIL_ADDRESS, EMAIL_URL, HOST_LIST, INTEGER, LOG_FORMAT,
-    NOT_CONSOLE_MAIL, NOT_EMPTY, ONE_LINE, PLACEHOLDER, SECRET_KEY_MIN_LENGTH, STRONG_SECRET_KEY, TEXT, TIME_ZONE,
-    Variable, choice,
+    NOT_CONSOLE_MAIL, NOT_EMPTY, ONE_LINE, PLACEHOLDER, SECRET_KEY_MIN_LENGTH, STRONG_SECRET_KEY,
+    TEXT, TIME_ZONE, Variable, choice,
 {%- if cookiecutter.ipfs == "yes" %}
     HEADER_VALUE, HTTP_URL, URL_OR_PATH,
 {%- endif %}

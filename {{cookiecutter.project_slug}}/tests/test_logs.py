@@ -81,13 +81,13 @@ def test_a_failing_request_logs_one_error_line_with_its_id_and_traceback(client,
     lines = json_lines()
     (error,) = [line for line in lines if line["level"] in {"ERROR", "CRITICAL"}]
     assert error["request_id"] == request_id
-    assert error["logger"] == "django.request" and error["status"] == 500
+    assert (error["logger"], error["status"]) == ("django.request", 500)
     assert (error["method"], error["path"]) == ("GET", "/fails/")
     assert error["exception"].startswith("Traceback (most recent call last):")
     assert "RuntimeError: the view failed on purpose" in error["exception"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", error["time"])
     (request_line,) = [line for line in lines if line["logger"] == "config.logs"]
-    assert request_line["level"] == "INFO" and request_line["status"] == 500
+    assert (request_line["level"], request_line["status"]) == ("INFO", 500)
     assert request_line["request_id"] == request_id
 
 
@@ -101,8 +101,8 @@ def test_a_request_without_an_id_gets_one_and_the_response_says_it(client, json_
 
 
 @pytest.mark.django_db
-def test_the_request_line_names_method_path_status_duration_and_the_user(client, member,
-                                                                           json_lines):
+def test_the_request_line_names_method_path_status_duration_and_the_user(
+        client, member, json_lines):
     client.get("/")
     client.force_login(member)
     client.get("/", headers={"X-Request-ID": "one-request"})
@@ -110,9 +110,11 @@ def test_the_request_line_names_method_path_status_duration_and_the_user(client,
     for line in anonymous, signed_in:
         assert (line["level"], line["logger"]) == ("INFO", "config.logs")
         assert (line["method"], line["path"], line["status"]) == ("GET", "/", 200)
-        assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= 0
+        assert isinstance(line["duration_ms"], float)
+        assert line["duration_ms"] >= 0
     assert "user_id" not in anonymous
-    assert signed_in["user_id"] == str(member.pk) and len(signed_in["user_id"]) == 22
+    assert signed_in["user_id"] == str(member.pk)
+    assert len(signed_in["user_id"]) == 22  # the short UUID
     assert signed_in["request_id"] == "one-request"
     assert "member" not in json.dumps(signed_in)  # the user's name or address: never
 
@@ -133,12 +135,14 @@ def test_no_secret_is_in_any_line_of_a_sign_in(member, json_lines):
     failed = browser.post("/fails/", {"password": PASSWORD, "csrfmiddlewaretoken": csrf_cookie})
     assert failed.status_code == 500
     lines = json_lines()
-    assert len(lines) >= 5 and any(line.get("user_id") == str(member.pk) for line in lines)
+    assert len(lines) >= 5
+    assert any(line.get("user_id") == str(member.pk) for line in lines)
     assert any("exception" in line for line in lines)
     written = json.dumps(lines)
     session = browser.cookies[settings.SESSION_COOKIE_NAME].value
     for secret in (settings.SECRET_KEY, PASSWORD, session, csrf_cookie, csrf_token):
-        assert len(secret) >= 20 and secret not in written
+        assert len(secret) >= 20
+        assert secret not in written
 
 
 def free_port():
@@ -184,8 +188,8 @@ def test_gunicorn_writes_json_lines_only_and_no_access_log(tmp_path):
                     given = get(port, "/healthz", {"X-Request-ID": "from-the-proxy"})
                     break
                 except OSError:
-                    assert server.poll() is None and time.monotonic() < deadline, \
-                        (tmp_path / "err").read_text()
+                    assert server.poll() is None, (tmp_path / "err").read_text()
+                    assert time.monotonic() < deadline, "gunicorn did not answer in 30 s"
                     time.sleep(0.2)
             generated = get(port, "/healthz")
         finally:
@@ -193,10 +197,13 @@ def test_gunicorn_writes_json_lines_only_and_no_access_log(tmp_path):
             server.wait(timeout=30)
         printed = (tmp_path / "out").read_text().splitlines() + \
             (tmp_path / "err").read_text().splitlines()
-    assert given == (200, None) and generated[0] == 200 and UUID.fullmatch(generated[1])
+    assert given == (200, None)  # Caddy's ID: its response carries it already
+    assert generated[0] == 200
+    assert UUID.fullmatch(generated[1])
     lines = [json.loads(line) for line in printed]  # each one JSON, or this fails
     loggers = {line["logger"] for line in lines}
-    assert "gunicorn.error" in loggers and "gunicorn.access" not in loggers
+    assert "gunicorn.error" in loggers  # gunicorn's own lines, as JSON
+    assert "gunicorn.access" not in loggers
     assert not any("HTTP/1.1" in line["message"] for line in lines)  # no access log format
     requests = [line for line in lines if line["logger"] == "config.logs"]
     assert [(line["request_id"], line["path"], line["status"]) for line in requests] == [
