@@ -28,8 +28,8 @@ logger = logging.getLogger(__name__)
 
 _request_id = contextvars.ContextVar("request_id", default=None)
 
-# Caddy's IDs are UUIDs; anything else sent straight to gunicorn is replaced if it could not be
-# an ID (too long, spaces, quotes): a log line holds no text a client chose freely.
+# Caddy's IDs are UUIDs. One sent straight to gunicorn is kept if it looks like an ID (what another
+# proxy or a client's tracing sets), else replaced: no long text, spaces or quotes in the logs.
 WELL_FORMED_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 # The probes answer the container's and the cluster's health checks every few seconds: their
 # lines are DEBUG, so that they do not bury the requests people make.
