@@ -62,6 +62,8 @@ PROD_CAPABILITIES = {"db": {"CHOWN", "DAC_READ_SEARCH", "FOWNER", "SETGID", "SET
 ENGINE_LOCK = Path(tempfile.gettempdir()) / "shipshape-docker-engine.lock"
 CREATE_CONTAINERS = {"up", "run", "create"}
 # The admin's stylesheet as pages name it in production: with the hash of its content.
+# What compose prints before each line of `logs`, even into a pipe: ESC [2K, erase the line.
+ERASE_LINE = re.compile(r"^\x1b\[[0-9;]*K")
 HASHED_STYLESHEET = re.compile(r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"')
 
 
@@ -696,7 +698,8 @@ def test_caddy_and_web_log_each_request_as_json_with_its_id(prod):
 
     def web_lines():
         printed = prod.compose("logs", "--no-log-prefix", "--no-color", "web").stdout
-        return [json.loads(line) for line in printed.splitlines()]  # each one JSON, or this fails
+        # Each line JSON, or this fails: once compose's erase-line code (ESC [2K) is off.
+        return [json.loads(ERASE_LINE.sub("", line)) for line in printed.splitlines()]
 
     logged = eventually(lambda: [line for line in web_lines() if line.get("path") == missing],
                         timeout=15)
