@@ -22,6 +22,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -94,7 +95,9 @@ def measure(stack, files, seconds):
     connection.request("GET", PAGE, headers={"Host": "localhost", **PROXIED})
     status = connection.getresponse().status
     connection.close()
-    assert status == 200, f"GET {PAGE} answered {status}, not the page"
+    if status != 200:
+        logs = run(["docker", "logs", "--tail", "40", container], ".").stderr
+        sys.exit(f"GET {PAGE} answered {status}, not the page:\n{logs}")
     load = wrk(f"http://127.0.0.1:{port}{PAGE}", seconds, PROXIED)
     return {"load": load, "idle": idle, "loaded": memory_mib(container)}
 
@@ -118,7 +121,8 @@ def main():
         sink, overrides = override_files(scratch, chosen)
         try:
             stack("build", "web")
-            stack("up", "--detach", "--wait", "db", "migrate", "sink", files=[sink])
+            stack("up", "--detach", "--wait", "db", "sink", files=[sink])
+            stack("run", "--rm", "--no-deps", "migrate", files=[sink])
             stack("exec", "-T", "db", "psql", "-q", "-U", "my_project", "-d", "my_project", "-c",
                   "INSERT INTO notes_note (id, title, body, created) SELECT gen_random_uuid(),"
                   " 'Note ' || n, 'Text', now() FROM generate_series(1, 50) n",
@@ -126,7 +130,8 @@ def main():
             for _ in range(arguments.rounds):
                 for name, files in overrides.items():
                     results[name].append(measure(stack, files, arguments.seconds))
-            received = stack("logs", "--no-log-prefix", "sink", files=[sink]).stdout.split()
+            received = re.findall(r"/api/1/envelope/|/v1/traces", stack(
+                "logs", "--no-color", "--no-log-prefix", "sink", files=[sink]).stdout)
         finally:
             stack("down", "--volumes", "--remove-orphans", "--rmi", "local", files=[sink],
                   check=False)

@@ -42,7 +42,8 @@ def _start_sentry(env):
         dsn=env["SENTRY_DSN"],
         release=revision(),
         environment=env["SENTRY_ENVIRONMENT"] or ("development" if env["DEBUG"] else "production"),
-        traces_sample_rate=env["SENTRY_TRACES_SAMPLE_RATE"],
+        # 0 as None: the SDK's tracing off altogether, not on and sampling nothing (which costs).
+        traces_sample_rate=env["SENTRY_TRACES_SAMPLE_RATE"] or None,
         # No user's ID, name, email or address, no cookies, no Authorization header.
         send_default_pii=False,
         # No request body, ever: a form's fields (a password, whatever its field's name, which
