@@ -675,7 +675,7 @@ def test_the_pages_pass_in_a_real_browser(prod, tmp_path):
         assert [problem for problem in problems if "Content Security Policy" in problem] == []
 
 
-def test_caddy_logs_each_request_once_as_json_with_its_id(prod):
+def test_caddy_and_web_log_each_request_as_json_with_its_id(prod):
     https, trust = prod.port("caddy", 443), caddy_trust(prod)
     path = f"/healthz?logged={secrets.token_hex(4)}"
     status, headers, _ = eventually(lambda: fetch(https, path, tls=trust))
@@ -688,6 +688,26 @@ def test_caddy_logs_each_request_once_as_json_with_its_id(prod):
     assert entry["request_id"] == request_id
     # gunicorn keeps no access log of its own.
     assert path not in prod.compose("logs", "web").stdout
+    # A page Django answers (404): web's lines are JSON, and its request line and its
+    # django.request warning carry the ID that Caddy returned, and Caddy's log has it too.
+    missing = f"/no-such-page-{secrets.token_hex(4)}/"
+    status, headers, _ = fetch(https, missing, tls=trust)
+    assert status == 404
+
+    def web_lines():
+        printed = prod.compose("logs", "--no-log-prefix", "--no-color", "web").stdout
+        return [json.loads(line) for line in printed.splitlines()]  # each one JSON, or this fails
+
+    logged = eventually(lambda: [line for line in web_lines() if line.get("path") == missing],
+                        timeout=15)
+    assert {(line["logger"], line["level"]) for line in logged} == {
+        ("config.logs", "INFO"), ("django.request", "WARNING")}
+    assert {line["request_id"] for line in logged} == {headers["x-request-id"]}
+    (request_line,) = [line for line in logged if line["logger"] == "config.logs"]
+    assert (request_line["method"], request_line["status"]) == ("GET", 404)
+    caddy = [json.loads(line[line.index("{"):]) for line in prod.compose(
+        "logs", "--no-log-prefix", "caddy").stdout.splitlines() if missing in line]
+    assert [entry["request_id"] for entry in caddy] == [headers["x-request-id"]]
 
 
 def test_the_health_probe_checks_healthz_without_starting_python(prod):

@@ -8,8 +8,8 @@ compose's own variables) by `python -m config.env_example --write`.
 from config import envschema
 from config.envschema import (
     BOOLEAN, COUNT, DATABASE_URL, EMAIL_ADDRESS, EMAIL_URL, FRACTION, HOST_LIST, INTEGER,
-    NOT_CONSOLE_MAIL, NOT_EMPTY, ONE_LINE, OPTIONAL_HTTP_URL, PLACEHOLDER, SECRET_KEY_MIN_LENGTH,
-    SENTRY_DSN, STRONG_SECRET_KEY, TEXT, TIME_ZONE, Variable, choice,
+    LOG_FORMAT, NOT_CONSOLE_MAIL, NOT_EMPTY, ONE_LINE, OPTIONAL_HTTP_URL, PLACEHOLDER,
+    SECRET_KEY_MIN_LENGTH, SENTRY_DSN, STRONG_SECRET_KEY, TEXT, TIME_ZONE, Variable, choice,
 {%- if cookiecutter.ipfs == "yes" %}
     HEADER_VALUE, HTTP_URL, URL_OR_PATH,
 {%- endif %}
@@ -53,6 +53,11 @@ VARIABLES = (
     Variable(
         "LOG_LEVEL", choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), default="INFO",
         help="Least severe log level written to standard output.",
+    ),
+    Variable(
+        "LOG_FORMAT", LOG_FORMAT, default="",
+        help="How log lines are written (docs/observability.md#logs): `json`, one object a "
+             "line, or `text`; empty: text when DEBUG is on, JSON when it is off.",
     ),
     Variable(
         "SECURE_HSTS_SECONDS", INTEGER, default="31536000",

@@ -231,6 +231,10 @@ URL_OR_PATH = Type("http(s) URL or path", Schema(Use(
     error="not an http(s) URL like https://ipfs.example.com, nor a path like /",
 )))
 {%- endif %}
+# Empty: chosen by DEBUG (config/logs.py's log_format).
+LOG_FORMAT = Type("json, text or empty", Schema(And(
+    Use(str.lower), lambda value: value in {"", "json", "text"}, error="not json or text",
+)))
 TIME_OF_DAY = Type("time of day (HH:MM)", Schema(And(
     lambda text: re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", text),
     error="not a time of day like 03:00",

@@ -8,12 +8,14 @@ mistake here fails the image build. The choices below were measured with Shipsha
 import os
 import sys
 
+from config import logs
 from config.env import InvalidEnvironment, load
 
-# Its two variables only, read and checked as the settings read them (config/env.py): a bad
+# Its few variables only, read and checked as the settings read them (config/env.py): a bad
 # WEB_CONCURRENCY stops the start with the same message, and the settings load once, later.
 try:
-    ENV = load(os.environ, only={"WEB_CONCURRENCY", "WEB_THREADS"})
+    ENV = load(os.environ, only={"WEB_CONCURRENCY", "WEB_THREADS", "DEBUG", "LOG_FORMAT",
+                                 "LOG_LEVEL"})
 except InvalidEnvironment as problems:
     sys.exit(str(problems))
 
@@ -37,8 +39,23 @@ graceful_timeout = 25
 # Caddy sets X-Forwarded-Proto, from no fixed address on the compose network (see bind).
 forwarded_allow_ips = "*"
 
-# Errors to stderr. Requests are logged once, by Caddy, with the ID Django sees as X-Request-ID.
-errorlog = "-"
+# gunicorn's own lines (start, workers, timeouts) on stdout, formatted as Django's are
+# (config/logs.py, LOG_FORMAT). No access log: Caddy writes one, with the request's ID, and
+# Django a line per request with the same ID; gunicorn's would be a third.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"default": logs.formatter(ENV["LOG_FORMAT"], ENV["DEBUG"])},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
+                            "formatter": "default"}},
+    "root": {"handlers": ["stdout"], "level": ENV["LOG_LEVEL"]},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stdout"], "propagate": False},
+        # logconfig_dict turns gunicorn's access log on: off again, with nowhere to go.
+        "gunicorn.access": {"handlers": [], "propagate": False, "level": "CRITICAL"},
+    },
+}
+loglevel = ENV["LOG_LEVEL"].lower()
 
 # Read-only root file system: heartbeat files in memory; no control socket (it needs a home).
 worker_tmp_dir = "/dev/shm"

@@ -1,6 +1,7 @@
 """Django settings. Every value that differs between environments comes from config/env.py."""
 
 import importlib.util
+import logging
 import os
 import sys
 from datetime import timedelta
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from django.utils.csp import CSP
 
-from config import env, observability
+from config import env, logs, observability
 
 try:
     ENV = env.load(os.environ)
@@ -41,6 +42,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request's ID for everything below, and one log line per request with its time.
+    "config.logs.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves collected static files from the app server itself, compressed and cacheable,
     # so the production stack needs no separate file server or shared volume.
@@ -180,14 +183,20 @@ SECURE_CSP = {
     "frame-ancestors": [CSP.NONE],
 }
 
+# One line per record on stdout (docs/observability.md#logs): JSON in production, readable text in
+# development (LOG_FORMAT), each with its request's ID (config/logs.py).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "{asctime} {levelname} {name}: {message}", "style": "{"}},
+    "formatters": {"default": logs.formatter(ENV["LOG_FORMAT"], DEBUG)},
     "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
-                            "formatter": "plain"}},
+                            "formatter": "default", "level": ENV["LOG_LEVEL"]}},
     "root": {"handlers": ["stdout"], "level": ENV["LOG_LEVEL"]},
+    # Django's too, once: not also on stderr through its default handlers (runserver's own
+    # request lines, `django.server`, keep theirs).
+    "loggers": {"django": {"handlers": [], "propagate": True}},
 }
+logging.captureWarnings(True)  # Python's warnings as log lines too (py.warnings), not bare text
 
 # django-debug-toolbar, in development only: it is in the dev dependency group, so the
 # production image has not even the package. Its panels are at /__debug__/ (config/urls.py).

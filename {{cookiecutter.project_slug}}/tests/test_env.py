@@ -57,6 +57,7 @@ def production_environments(draw):
         "DATABASE_URL": draw(database_urls),
         "TIME_ZONE": draw(st.sampled_from(sorted(zoneinfo.available_timezones()))),
         "LOG_LEVEL": draw(st.sampled_from(["debug", "INFO", "Warning", "ERROR", "CRITICAL"])),
+        "LOG_FORMAT": draw(st.sampled_from(["", "json", "Text"])),
         "SECURE_HSTS_SECONDS": str(draw(st.integers(0, 10**9))),
         "EMAIL_URL": draw(mail_urls),
         "DEFAULT_FROM_EMAIL": draw(emails),
@@ -91,6 +92,7 @@ INVALID = {
     "TIME_ZONE": (st.sampled_from(["Mars/Olympus_Mons", "UTC+1", "Europe/Berlinn"]),
                   "not a time zone"),
     "LOG_LEVEL": (st.sampled_from(["LOUD", "trace", "5"]), "not one of"),
+    "LOG_FORMAT": (st.sampled_from(["xml", "jsonl", "plain"]), "not json or text"),
     "SECURE_HSTS_SECONDS": (st.sampled_from(["-1", "ten", "1.5", "1e3"]), "not a whole number"),
     "SECURE_HSTS_PRELOAD": (st.sampled_from(["preload", "2", "maybe"]), "not a boolean"),
     "LOGIN_FAILURE_LIMIT": (st.sampled_from(["0", "-1", "ten", "1.5"]), "not a whole number ≥ 1"),
@@ -139,6 +141,7 @@ def test_every_valid_production_environment_loads(environ):
     assert values["DATABASE_URL"]["ENGINE"] == "django.db.backends.postgresql"
     assert values["TIME_ZONE"] == environ["TIME_ZONE"]
     assert values["LOG_LEVEL"] == environ["LOG_LEVEL"].upper()
+    assert values["LOG_FORMAT"] == environ["LOG_FORMAT"].lower()
     assert values["SECURE_HSTS_SECONDS"] == int(environ["SECURE_HSTS_SECONDS"])
     mailer = values["EMAIL_URL"]["OPTIONS"]
     scheme, rest = environ["EMAIL_URL"].split("://")
