@@ -116,8 +116,6 @@ def is_email_address(text):
     return True
 
 
-
-
 def parse_http_url(text, path_allowed=False):
     """An http(s) base URL (or, if allowed, a path on this site), without a trailing slash."""
     parts = urlsplit(text)
