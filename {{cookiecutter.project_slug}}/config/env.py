@@ -7,9 +7,9 @@ compose's own variables) by `python -m config.env_example --write`.
 
 from config import envschema
 from config.envschema import (
-    BOOLEAN, COUNT, DATABASE_URL, EMAIL_ADDRESS, EMAIL_URL, HOST_LIST, INTEGER, LOG_FORMAT,
-    NOT_CONSOLE_MAIL, NOT_EMPTY, ONE_LINE, PLACEHOLDER, SECRET_KEY_MIN_LENGTH, STRONG_SECRET_KEY,
-    TEXT, TIME_ZONE, Variable, choice,
+    BOOLEAN, COUNT, DATABASE_URL, EMAIL_ADDRESS, EMAIL_URL, FRACTION, HOST_LIST, INTEGER,
+    LOG_FORMAT, NOT_CONSOLE_MAIL, NOT_EMPTY, ONE_LINE, OPTIONAL_HTTP_URL, PLACEHOLDER,
+    SECRET_KEY_MIN_LENGTH, SENTRY_DSN, STRONG_SECRET_KEY, TEXT, TIME_ZONE, Variable, choice,
 {%- if cookiecutter.ipfs == "yes" %}
     HEADER_VALUE, HTTP_URL, URL_OR_PATH,
 {%- endif %}
@@ -128,6 +128,32 @@ VARIABLES = (
     Variable(
         "WEB_THREADS", COUNT, default="4",
         help="Threads per gunicorn worker: requests one process serves at once.",
+    ),
+    # Error reports and traces (config/observability.py, docs/observability.md): each off, and its
+    # library not even imported, until its variable is set.
+    Variable(
+        "SENTRY_DSN", SENTRY_DSN, default="", secret=True,
+        help="Where errors are reported (Sentry, or a service that speaks its protocol): the "
+             "project's DSN. Empty: nothing is sent.",
+    ),
+    Variable(
+        "SENTRY_ENVIRONMENT", ONE_LINE, default="",
+        help="The environment errors are filed under; empty: production, or development "
+             "when DEBUG is on.",
+    ),
+    Variable(
+        "SENTRY_TRACES_SAMPLE_RATE", FRACTION, default="0",
+        help="Share of requests that also send Sentry a performance trace (0: none, 1: all).",
+    ),
+    Variable(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", OPTIONAL_HTTP_URL, default="",
+        help="Where OpenTelemetry traces go, over OTLP/HTTP (a collector's base URL, e.g. "
+             "http://collector:4318; /v1/traces is added). Empty: no tracing.",
+    ),
+    Variable(
+        "OTEL_EXPORTER_OTLP_HEADERS", ONE_LINE, default="", secret=True,
+        help="Headers sent with the traces, as name=value,name=value (a hosted service's API "
+             "key). Empty: none.",
     ),
 )
 

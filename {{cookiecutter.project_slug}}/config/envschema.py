@@ -116,9 +116,6 @@ def is_email_address(text):
     return True
 
 
-{%- if cookiecutter.ipfs == "yes" %}
-
-
 def parse_http_url(text, path_allowed=False):
     """An http(s) base URL (or, if allowed, a path on this site), without a trailing slash."""
     parts = urlsplit(text)
@@ -128,6 +125,28 @@ def parse_http_url(text, path_allowed=False):
         raise ValueError(text)
     parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     return text.rstrip("/")
+
+
+def parse_optional(parse):
+    """`parse`, for a variable whose empty value means "off"."""
+    return lambda text: parse(text) if text else ""
+
+
+def parse_sentry_dsn(text):
+    """A DSN as sentry-sdk reads it (https://<public key>@<host>/<project ID>), checked by the SDK's
+    own parser, imported here only when one is given."""
+    from sentry_sdk.utils import Dsn
+
+    Dsn(text)  # raises BadDsn, a ValueError
+    return text
+
+
+def parse_fraction(text):
+    number = float(text)
+    if not 0 <= number <= 1:
+        raise ValueError(text)
+    return number
+{%- if cookiecutter.ipfs == "yes" %}
 
 
 def is_internal(url):
@@ -185,6 +204,17 @@ EMAIL_ADDRESS = Type("email address", Schema(And(
 )))
 HOST_NAME = Type("host name", Schema(Use(
     parse_host_name, error="not a single host name like example.com",
+)))
+# Empty: off (an optional service, like error reporting).
+OPTIONAL_HTTP_URL = Type("http(s) URL", Schema(Use(
+    parse_optional(parse_http_url), error="not an http(s) URL like http://collector:4318",
+)))
+SENTRY_DSN = Type("Sentry DSN", Schema(Use(
+    parse_optional(parse_sentry_dsn),
+    error="not a Sentry DSN like https://<public key>@o123.ingest.sentry.io/<project ID>",
+)))
+FRACTION = Type("number from 0 to 1", Schema(Use(
+    parse_fraction, error="not a number from 0 to 1 (like 0.1)",
 )))
 {%- if cookiecutter.ipfs == "yes" %}
 HTTP_URL = Type("http(s) URL", Schema(Use(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from django.utils.csp import CSP
 
-from config import env, logs
+from config import env, logs, observability
 
 try:
     ENV = env.load(os.environ)
@@ -17,6 +17,9 @@ except env.InvalidEnvironment as problems:
     sys.exit(str(problems))  # one message naming every problem, exit status 1, no traceback
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Error reports and traces, each off (its library not imported) unless its variable is set.
+observability.start(ENV)
 
 DEBUG = ENV["DEBUG"]
 SECRET_KEY = ENV["SECRET_KEY"]

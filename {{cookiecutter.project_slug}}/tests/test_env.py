@@ -63,6 +63,15 @@ def production_environments(draw):
         "DEFAULT_FROM_EMAIL": draw(emails),
         "WEB_CONCURRENCY": str(draw(st.integers(1, 64))),
         "WEB_THREADS": str(draw(st.integers(1, 64))),
+        "SENTRY_DSN": draw(st.sampled_from([
+            "https://0123456789abcdef@o123.ingest.sentry.io/456",
+            "https://key@sentry.example.com/2", "http://key@127.0.0.1:9000/1"])),
+        "SENTRY_ENVIRONMENT": draw(st.sampled_from(["", "staging", "production"])),
+        "SENTRY_TRACES_SAMPLE_RATE": draw(st.sampled_from(["0", "1", "0.25", ".5", "1.0"])),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": draw(st.sampled_from([
+            "", "http://collector:4318", "https://otlp.example.com/otlp/"])),
+        "OTEL_EXPORTER_OTLP_HEADERS": draw(st.sampled_from(["x-api-key=abc123",
+                                                            "a=1,authorization=Bearer%20x"])),
 {%- if cookiecutter.ipfs == "yes" %}
         "IPFS_API_AUTH": draw(st.sampled_from(["Bearer 0123456789abcdef", "Basic dTpw"])),
 {%- endif %}
@@ -96,6 +105,16 @@ INVALID = {
                            "not an email address"),
     "WEB_CONCURRENCY": (st.sampled_from(["0", "-2", "four", "2.5"]), "not a whole number ≥ 1"),
     "WEB_THREADS": (st.sampled_from(["0", "-1", "many", "1e2"]), "not a whole number ≥ 1"),
+    "SENTRY_DSN": (st.sampled_from(["sentry.io/1", "ftp://key@sentry.io/1", "https://sentry.io/1",
+                                    "https://key@/1", "https://key@sentry.io:90x/1"]),
+                   "not a Sentry DSN"),
+    "SENTRY_ENVIRONMENT": (st.sampled_from(["a\nb", "stag\ring"]), "not one line of text"),
+    "SENTRY_TRACES_SAMPLE_RATE": (st.sampled_from(["-0.1", "1.5", "half", "10%"]),
+                                  "not a number from 0 to 1"),
+    "OTEL_EXPORTER_OTLP_ENDPOINT": (st.sampled_from(["collector:4318", "grpc://collector:4317",
+                                                     "http://", "http://collector:43x8"]),
+                                    "not an http(s) URL"),
+    "OTEL_EXPORTER_OTLP_HEADERS": (st.sampled_from(["a=b\nc=d", "x\ry"]), "not one line of text"),
 {%- if cookiecutter.ipfs == "yes" %}
     "IPFS_API_URL": (st.sampled_from(["ipfs:5001", "ftp://ipfs", "http://", "/api",
                                       "http://ipfs:50o1", "http://ipfs:5001/?a=b"]),
@@ -130,6 +149,9 @@ def test_every_valid_production_environment_loads(environ):
     assert [mailer["username"], mailer["password"]] == [unquote(part) for part in credentials.split(":")]
     assert f"{mailer['host']}:{mailer['port']}" == server
     assert (mailer["use_tls"], mailer["use_ssl"]) == (scheme == "smtp", scheme == "smtps")
+    assert values["SENTRY_DSN"] == environ["SENTRY_DSN"]
+    assert values["SENTRY_TRACES_SAMPLE_RATE"] == float(environ["SENTRY_TRACES_SAMPLE_RATE"])
+    assert values["OTEL_EXPORTER_OTLP_ENDPOINT"] == environ["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/")
 
 
 @given(production_environments(), st.sampled_from(TRUE + FALSE))

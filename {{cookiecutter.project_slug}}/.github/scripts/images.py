@@ -248,8 +248,11 @@ def rebuild(arguments, published):
               | {"org.opencontainers.image.created": f"{now:%Y-%m-%dT%H:%M:%SZ}"})
     repository = re.sub(r":[^/:]*$", "", arguments.image.split("@")[0])
     tags = [f"{repository}:{now:%Y-%m-%d}", f"{repository}:latest"]
+    # The revision label's commit, also in the image's environment (the app's release).
+    revision = labels.get("org.opencontainers.image.revision")
     command = ["docker", "buildx", "build", "--pull", "--no-cache", "--load", "--target", TARGET,
                *(f"--label={name}={value}" for name, value in labels.items()),
+               *([f"--build-arg=REVISION={revision}"] if revision else []),
                *(f"--tag={tag}" for tag in tags), str(PROJECT)]
     print("Building:", *command, flush=True)
     if subprocess.run(command, check=False).returncode:
