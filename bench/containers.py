@@ -38,8 +38,9 @@ def run(command, cwd, env=None):
 
 
 def write_production_env(project, extra=""):
-    """The .env an operator writes on a server: real secrets, the site on localhost."""
-    (project / ".env").write_text(
+    """The .env an operator writes on a server (deploy/.env, beside deploy/compose.yaml, which
+    reads it): real secrets, the site on localhost."""
+    (project / "deploy" / ".env").write_text(
         f"SECRET_KEY={secrets.token_urlsafe(64)}\nALLOWED_HOSTS=localhost\n"
         "EMAIL_URL=smtp://mail.invalid\n"  # nothing is mailed in a benchmark
         f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}\n"

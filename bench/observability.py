@@ -111,7 +111,7 @@ def main():
         run([sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE), "-o", scratch,
              "ipfs=no", "notebooks=no"], cwd=scratch)
         project = Path(scratch) / "my_project"
-        write_production_env(project / "deploy")  # deploy/.env, beside deploy/compose.yaml
+        write_production_env(project)
         with_log_format = "LOG_FORMAT" in (project / "config" / "env.py").read_text()
         chosen = configurations(with_log_format)
         results = {name: [] for name in chosen}

@@ -12,6 +12,8 @@ themselves while they load: config/wsgi.py calls instrument_django() before it b
 
 import os
 
+from config.logs import current_request_id
+
 SERVICE_NAME = "{{ cookiecutter.project_slug }}"
 # Seconds one export of traces may take (the SDK's default is 10), unless
 # OTEL_EXPORTER_OTLP_TIMEOUT says otherwise: it bounds how long a stopping worker waits.
@@ -57,12 +59,10 @@ def _start_sentry(env):
 
 
 def _tag_request_id(event, hint):
-    """Tag an event with its request's ID (Caddy's X-Request-ID, also in the logs), to find
-    the request's log lines from the report."""
-    headers = (event.get("request") or {}).get("headers") or {}
-    for name, value in headers.items():
-        if name.lower() == "x-request-id":
-            event.setdefault("tags", {})["request_id"] = value
+    """Tag an event with its request's ID (Caddy's X-Request-ID, or the one config/logs.py made
+    without Caddy), to find the request's log lines from the report."""
+    if request_id := current_request_id():
+        event.setdefault("tags", {})["request_id"] = request_id
     return event
 
 
