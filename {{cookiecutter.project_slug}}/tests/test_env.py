@@ -72,6 +72,10 @@ def production_environments(draw):
             "", "http://collector:4318", "https://otlp.example.com/otlp/"])),
         "OTEL_EXPORTER_OTLP_HEADERS": draw(st.sampled_from(["x-api-key=abc123",
                                                             "a=1,authorization=Bearer%20x"])),
+{%- if cookiecutter.tasks == "yes" %}
+        "TASKS_KEEP_DAYS": str(draw(st.integers(1, 3650))),
+        "TASKS_MAX_RUNTIME": str(draw(st.integers(1, 86400))),
+{%- endif %}
 {%- if cookiecutter.ipfs == "yes" %}
         "IPFS_API_AUTH": draw(st.sampled_from(["Bearer 0123456789abcdef", "Basic dTpw"])),
 {%- endif %}
@@ -115,6 +119,10 @@ INVALID = {
                                                      "http://", "http://collector:43x8"]),
                                     "not an http(s) URL"),
     "OTEL_EXPORTER_OTLP_HEADERS": (st.sampled_from(["a=b\nc=d", "x\ry"]), "not one line of text"),
+{%- if cookiecutter.tasks == "yes" %}
+    "TASKS_KEEP_DAYS": (st.sampled_from(["0", "-1", "a month", "30d"]), "not a whole number ≥ 1"),
+    "TASKS_MAX_RUNTIME": (st.sampled_from(["0", "-5", "5m", "1.5"]), "not a whole number ≥ 1"),
+{%- endif %}
 {%- if cookiecutter.ipfs == "yes" %}
     "IPFS_API_URL": (st.sampled_from(["ipfs:5001", "ftp://ipfs", "http://", "/api",
                                       "http://ipfs:50o1", "http://ipfs:5001/?a=b"]),
