@@ -1,7 +1,8 @@
 """A small SMTP server for tests/test_tasks.py, run in a python:3.13-slim container on the
 stack's network: STARTTLS with the test's certificate (production mail is TLS only), the first
-SMTP_FAILS sessions refused at MAIL FROM with a temporary error (451, as a busy server says),
-every message after that printed to stdout between markers for the test to read in the logs."""
+SMTP_FAILS messages refused at MAIL FROM with a temporary error (451, as a busy server says),
+every message after that printed to stdout between markers for the test to read in the logs.
+Only MAIL commands count: the health check's bare connections do not."""
 
 import os
 import socketserver
@@ -12,7 +13,7 @@ FAILS = int(os.environ.get("SMTP_FAILS", "0"))
 CONTEXT = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 CONTEXT.load_cert_chain("/sink/smtp.pem", "/sink/smtp.key")
 lock = threading.Lock()
-sessions = 0
+attempts = 0  # MAIL commands so far
 
 
 def log(text):
@@ -22,11 +23,14 @@ def log(text):
 
 class Session(socketserver.StreamRequestHandler):
     def handle(self):
-        global sessions
-        with lock:
-            sessions += 1
-            number = sessions
-        connection, secure = self.request, False
+        try:
+            self.converse()
+        except (ConnectionError, ssl.SSLError):
+            pass  # a client gone mid-way (the health check connects and leaves)
+
+    def converse(self):
+        global attempts
+        connection, secure, number = self.request, False, None
         lines = connection.makefile("rb")
 
         def reply(*texts):
@@ -44,10 +48,16 @@ class Session(socketserver.StreamRequestHandler):
                 lines, secure = connection.makefile("rb"), True
             elif verb == "MAIL" and not secure:
                 reply("530 5.7.0 STARTTLS first")
-            elif verb == "MAIL" and number <= FAILS:
-                log(f"REFUSED session {number}")
-                reply("451 4.3.0 try again later")
-            elif verb in ("MAIL", "RCPT", "RSET", "NOOP"):
+            elif verb == "MAIL":
+                with lock:
+                    attempts += 1
+                    number = attempts
+                if number <= FAILS:
+                    log(f"REFUSED attempt {number}")
+                    reply("451 4.3.0 try again later")
+                else:
+                    reply("250 ok")
+            elif verb in ("RCPT", "RSET", "NOOP"):
                 reply("250 ok")
             elif verb == "DATA":
                 reply("354 end with a dot")
@@ -55,7 +65,7 @@ class Session(socketserver.StreamRequestHandler):
                 while (data := lines.readline()) not in (b".\r\n", b""):
                     text = data.decode(errors="replace").rstrip("\r\n")
                     body.append(text[1:] if text.startswith("..") else text)  # dot-stuffing
-                log("\n".join([f"MESSAGE session {number}", *body, "END MESSAGE"]))
+                log("\n".join([f"MESSAGE attempt {number}", *body, "END MESSAGE"]))
                 reply("250 queued")
             elif verb == "QUIT":
                 reply("221 bye")
