@@ -370,13 +370,16 @@ def test_a_database_restart_under_load_loses_no_task(worker):
     worker.compose("restart", "db", timeout=120)
     in_list = ", ".join(f"'{task_id}'" for task_id in ids)
 
-    def finished():  # None while the database starts again
+    def statuses():  # None while the database starts again
         done = sql(worker, f"SELECT status, count(*) FROM {TASKS} WHERE id IN ({in_list}) "
                            "GROUP BY status", check=False)
-        return done is not None and dict(done).get("SUCCESSFUL") == str(LOAD)
+        return None if done is None else dict(done)
 
+    # The restart came under load: tasks were still to run when the database came back.
+    assert eventually(statuses, timeout=60).get("SUCCESSFUL") != str(LOAD)
     try:
-        eventually(finished, timeout=RECOVERY + 120, interval=2)
+        eventually(lambda: (statuses() or {}).get("SUCCESSFUL") == str(LOAD),
+                   timeout=RECOVERY + 120, interval=2)
     finally:
         counts = sql(worker, f"SELECT status, count(*) FROM {TASKS} WHERE id IN ({in_list}) "
                              "GROUP BY status")
