@@ -90,7 +90,7 @@ class Workers:
         self.database_url = (f"postgres://{quote(db['USER'])}:{quote(db['PASSWORD'])}@"
                              f"{db['HOST']}:{db['PORT']}/{db['NAME']}")
 
-    def start(self, *arguments, env=()):
+    def start(self, *arguments, env=(), wait=True):
         number = len(self.processes)
         heartbeat_file = self.directory / f"heartbeat-{number}.json"
         log = open(self.directory / f"worker-{number}.log", "w")  # noqa: SIM115 - closed at stop
@@ -102,7 +102,8 @@ class Workers:
             env=os.environ | {"DATABASE_URL": self.database_url, **dict(env)})
         process.heartbeat_file, process.log = heartbeat_file, log
         self.processes.append(process)
-        wait_for(heartbeat_file.exists, what=f"worker {number} to start")
+        if wait:
+            wait_for(heartbeat_file.exists, what=f"worker {number} to start")
         return process
 
     def stop(self):
@@ -233,8 +234,10 @@ def test_a_task_whose_worker_is_killed_without_attempts_left_fails_with_worker_l
 
 
 def test_two_workers_enqueue_each_tick_once(workers):
-    for _ in range(2):
-        workers.start("--schedule", f"{MODULE}.EVERY_SECOND")
+    started = [workers.start("--schedule", f"{MODULE}.EVERY_SECOND", wait=False)
+               for _ in range(2)]
+    wait_for(lambda: all(worker.heartbeat_file.exists() for worker in started),
+             what="both workers to start")
     time.sleep(4)
     workers.stop()
     results = DBTaskResult.objects.filter(task_path=f"{MODULE}.ticks")
