@@ -3,7 +3,8 @@ tasks=yes, a task enqueued through a page (the password-reset mail) runs in the 
 retried against an SMTP server that refuses it first; a worker stopped mid-task finishes it; a
 worker killed mid-task leaves it retried or failed, never RUNNING; a database restarted under
 load loses no task; the schedule fires once per tick with two workers; the worker's health check
-tells an idle worker from a stuck one.
+tells an idle worker from a stuck one. And the development worker: healthy, reloaded in place
+on a code change.
 
 One stack for the whole module (building and starting it is most of the cost), with two things
 only tests add, in a compose file of their own beside deploy/compose.yaml: an SMTP sink on the
@@ -25,7 +26,7 @@ import httpx
 import pytest
 import yaml
 
-from test_containers import Project, caddy_trust, docker, eventually, running
+from test_containers import Project, caddy_trust, docker, eventually, health, running
 
 # Its own group: a project of its own (tasks=yes, no IPFS, no notebooks) whose images no other
 # module builds; the base layers come from the engine's build cache whichever worker built them.
@@ -224,7 +225,40 @@ def replicas(stack, service="worker"):
     return stack.compose("ps", "--quiet", service).stdout.split()
 
 
-# --- the tests, in the order they run on the one stack ---
+# --- development ---
+
+def test_the_dev_worker_is_healthy_and_reloads_on_a_code_change(project):
+    """compose.yaml's worker, before the production stack starts: the dev image, healthy, and
+    restarted in place (its reloader, not Docker) when a file of the project changes."""
+    dev = project.dev
+    dev.compose("build", timeout=1200)
+    with running(dev):
+        assert health(dev)["worker"] == ("running", "healthy", 0)
+        container = dev.container("worker")
+        before = dev.inspect("worker")["State"]
+
+        def workers_started():  # each start logs its ID (whichever stream the settings use)
+            logs = docker("logs", container)
+            return set(re.findall(r"Starting worker worker_id=([\w-]+)",
+                                  logs.stdout + logs.stderr))
+
+        assert len(workers_started()) == 1
+        tasks = dev.path / dev.path.name / "worker" / "tasks.py"
+        original = tasks.read_text()
+        try:
+            tasks.write_text(original + "\n# edited on the host\n")
+            eventually(lambda: len(workers_started()) == 2, timeout=60)
+        finally:
+            tasks.write_text(original)
+        logs = docker("logs", container)
+        assert "worker/tasks.py changed, reloading" in logs.stdout + logs.stderr
+        after = dev.inspect("worker")["State"]
+        assert (after["StartedAt"], after["Running"]) == (before["StartedAt"], True)
+        eventually(lambda: dev.exec("worker", "python", "-m", f"{project.slug}.worker.health",
+                                    check=False).returncode == 0, timeout=30)
+
+
+# --- production: the tests, in the order they run on the one stack ---
 
 def test_the_worker_is_healthy_when_idle_and_runs_as_web_does(worker):
     state = health_of(worker)
