@@ -59,6 +59,13 @@ def sleeps_on_its_first_attempt(context: TaskContext):
     return context.attempt
 
 
+@retry(attempts=3, backoff=1)
+@task
+def naps(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
 @task
 def ticks():
     return "tick"
@@ -231,6 +238,24 @@ def test_a_task_whose_worker_is_killed_without_attempts_left_fails_with_worker_l
     assert row.exception_class_path == "{{ cookiecutter.project_slug }}.worker.WorkerLost"
     assert f"its worker {lost_worker} stopped" in row.traceback
     assert json.loads(second.heartbeat_file.read_text())["worker_id"] in row.traceback
+
+
+def test_a_worker_outlives_its_database_connections_being_cut_mid_task(workers):
+    """What a database restart does to a busy worker: its connections cut while a task runs.
+    The worker carries on; the task whose end it could not record runs again (its policy)."""
+    worker = workers.start()
+    cut_short = naps.enqueue(1.5)
+    wait_for(lambda: status(cut_short) == TaskResultStatus.RUNNING, what="the task to start")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+                       "FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        assert cursor.fetchone()[0] >= 2  # the worker's loop and its heartbeat thread
+    after = naps.enqueue(0)
+    wait_for(lambda: {status(cut_short), status(after)} == {TaskResultStatus.SUCCESSFUL},
+             what="both tasks to succeed")
+    assert worker.poll() is None
+    assert len(DBTaskResult.objects.get(id=cut_short.id).worker_ids) == 2
 
 
 def test_two_workers_enqueue_each_tick_once(workers):
