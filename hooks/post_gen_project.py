@@ -54,6 +54,11 @@ def remove_unchosen_files(root):
         ci.write_text(re.sub(r"^      ipfs:\n(?: {8}.*\n)+|^      IPFS_API_URL: .*\n", "",
                              ci.read_text(), flags=re.MULTILINE))
 
+    if ANSWERS["tasks"] == "no":
+        shutil.rmtree(root / SLUG / "worker")
+        (root / "docs/tasks.md").unlink()
+        prune_lock(root / "uv.lock", dependencies=["cronsim", "django-tasks-db"])
+
 
 def prune_lock(path, group=None, dependencies=()):
     """Remove a dependency group, or main dependencies (by name), from uv.lock, as `uv lock`

@@ -17,6 +17,8 @@ TAKEN_NAMES = {
 }
 # And those the notebooks option adds: the notebooks/ folder and what its notebooks import.
 NOTEBOOK_NAMES = {"matplotlib", "nbclient", "nbformat", "notebooks", "pandas"}
+# And those the tasks option adds: the worker's packages.
+TASK_NAMES = {"cronsim", "django_tasks_db"}
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # The last label Django's EmailValidator requires of a domain other than localhost: the project
@@ -24,13 +26,14 @@ DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 TOP_LEVEL_DOMAIN = re.compile(r"^(?!-)([a-z-]{2,63}|xn--[a-z0-9]{1,59})(?<!-)$")
 
 
-def slug_problems(slug, notebooks="no"):
+def slug_problems(slug, notebooks="no", tasks="no"):
     if not re.fullmatch(r"[a-z][a-z0-9_]*", slug):
         return [f"project_slug {slug!r} is not a lowercase Python identifier "
                 "(letters, digits and _, starting with a letter)"]
     if keyword.iskeyword(slug) or keyword.issoftkeyword(slug):
         return [f"project_slug {slug!r} is a Python keyword"]
-    taken = TAKEN_NAMES | (NOTEBOOK_NAMES if notebooks == "yes" else set())
+    taken = TAKEN_NAMES | (NOTEBOOK_NAMES if notebooks == "yes" else set()) \
+        | (TASK_NAMES if tasks == "yes" else set())
     if slug in taken or slug in sys.stdlib_module_names:
         return [f"project_slug {slug!r} would shadow the module {slug!r} that the project imports"]
     return []
@@ -72,7 +75,7 @@ def template_syntax_problems(answers):
 
 
 def problems(answers):
-    found = slug_problems(answers["project_slug"], answers["notebooks"])
+    found = slug_problems(answers["project_slug"], answers["notebooks"], answers["tasks"])
     found += template_syntax_problems(answers)
     for field in ("project_name", "description", "author_name"):
         if not answers[field].strip():

@@ -115,6 +115,18 @@ VARIABLES = (
              "form's few hundred bytes around it; Caddy refuses more (413). Other pages take 1 MiB.",
     ),
 {%- endif %}
+{%- if cookiecutter.tasks == "yes" %}
+    Variable(
+        "TASKS_KEEP_DAYS", COUNT, default="30",
+        help="Days finished task results stay in the database (and the admin) before the "
+             "nightly prune_task_results task deletes them (docs/tasks.md).",
+    ),
+    Variable(
+        "TASKS_MAX_RUNTIME", COUNT, default="300",
+        help="Seconds a task may run before the worker's health check calls the worker stuck "
+             "(docs/tasks.md).",
+    ),
+{%- endif %}
     Variable(
         "WEB_CONCURRENCY", COUNT, default="2",
         help="gunicorn worker processes in production (config/gunicorn.conf.py): about one per "

@@ -35,6 +35,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "axes",  # sign-in throttling: below
+{%- if cookiecutter.tasks == "yes" %}
+    "django_tasks_db",  # background tasks: below
+    "{{ cookiecutter.project_slug }}.worker",
+{%- endif %}
 ]
 
 MIDDLEWARE = [
@@ -111,9 +115,28 @@ AXES_VERBOSE = False  # no banner on stdout at every start (manage.py's output i
 PASSWORD_RESET_LIMIT = ENV["PASSWORD_RESET_LIMIT"]
 
 # Mail (password resets): printed in development, an SMTP server in production (EMAIL_URL).
+{%- if cookiecutter.tasks == "yes" %}
+# Pages hand their mail to the worker (a task, retried if the server fails: docs/tasks.md#mail),
+# which sends it through "direct", the mailer EMAIL_URL names.
+MAILERS = {
+    "default": {"BACKEND": "{{ cookiecutter.project_slug }}.worker.mail.QueuedMailBackend",
+                "OPTIONS": {"mailer": "direct"}},
+    "direct": ENV["EMAIL_URL"],
+}
+{%- else %}
 MAILERS = {"default": ENV["EMAIL_URL"]}
+{%- endif %}
 DEFAULT_FROM_EMAIL = SERVER_EMAIL = ENV["DEFAULT_FROM_EMAIL"]
 
+{% if cookiecutter.tasks == "yes" -%}
+# Background tasks (docs/tasks.md): Django's tasks framework, queued in PostgreSQL and run by
+# `python manage.py worker`. django-tasks-db 0.13 declares Django up to 6.0; its backend, worker
+# and admin are exercised on 6.1 by <slug>/worker/tests.py.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+TASKS_KEEP_DAYS = ENV["TASKS_KEEP_DAYS"]
+TASKS_MAX_RUNTIME = ENV["TASKS_MAX_RUNTIME"]
+
+{% endif -%}
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = ENV["TIME_ZONE"]
 USE_I18N = True
