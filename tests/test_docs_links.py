@@ -33,8 +33,10 @@ def project(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def default_project(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("default"))
+def every_option_project(tmp_path_factory):
+    """The project with every page: each option that has one answered yes."""
+    return generate(tmp_path_factory.mktemp("every"), **{name: "yes" for name, value in
+                                                         CHOICES.items() if "yes" in value})
 
 
 def anchor(heading):
@@ -140,10 +142,10 @@ def test_no_file_names_a_section_that_is_not_there(project):
     assert found == []
 
 
-def test_the_templates_own_prompts_hooks_and_tests_name_existing_sections(default_project):
+def test_the_templates_own_prompts_hooks_and_tests_name_existing_sections(every_option_project):
     sources = [TEMPLATE / "cookiecutter.json", *sorted((TEMPLATE / "hooks").glob("*.py")),
                *sorted(path for path in (TEMPLATE / "tests").glob("*.py")
                        if path.name != Path(__file__).name)]
     found = [reference for path in sources for reference in dangling_references(
-        path.relative_to(TEMPLATE), path.read_text(), default_project)]
+        path.relative_to(TEMPLATE), path.read_text(), every_option_project)]
     assert found == []

@@ -158,3 +158,30 @@ def test_ipfs_no_leaves_no_trace_and_a_current_lock(tmp_path, notebooks):
     assert "httpx" in lock_packages(with_ipfs)
     run(["uv", "lock", "--locked", "--offline"], cwd=without)
     run(["uv", "lock", "--locked", "--offline"], cwd=with_ipfs)
+
+
+# What only the tasks option brings: its packages, its app, its variables, its doc.
+TASK_WORDS = re.compile(r"django[-_.]tasks|cronsim|\bTASKS\b|TASKS_|docs/tasks|\.worker\b|"
+                        r"manage\.py worker|WorkerLost|QueuedMail|send_mail\b")
+
+
+@pytest.mark.parametrize(("ipfs", "notebooks"), [("yes", "yes"), ("no", "no")])
+def test_tasks_no_leaves_no_trace_and_a_current_lock(tmp_path, ipfs, notebooks):
+    without, with_tasks = (generate(tmp_path / answer, ipfs=ipfs, notebooks=notebooks,
+                                    tasks=answer) for answer in ("no", "yes"))
+    traces = [f"{path.relative_to(without)}: {match}"
+              for path in project_files(without) if path.name != "uv.lock"
+              for match in set(TASK_WORDS.findall(path.read_text()))]
+    assert traces == []
+    assert not (without / "my_project" / "worker").exists()
+    assert not (without / "docs" / "tasks.md").exists()
+    assert {"django-tasks-db", "cronsim", "django-stubs-ext"} & lock_packages(without) == set()
+    assert {"django-tasks-db", "cronsim"} <= lock_packages(with_tasks)
+    assert TASK_WORDS.search((with_tasks / "config" / "settings.py").read_text())
+    run(["uv", "lock", "--locked", "--offline"], cwd=without)
+    run(["uv", "lock", "--locked", "--offline"], cwd=with_tasks)
+
+
+def test_the_tasks_own_names_are_free_slugs_without_them(tmp_path):
+    project = generate(tmp_path, project_slug="cronsim", tasks="no")
+    assert (project / "cronsim" / "models.py").exists()

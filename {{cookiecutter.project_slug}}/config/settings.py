@@ -130,8 +130,8 @@ DEFAULT_FROM_EMAIL = SERVER_EMAIL = ENV["DEFAULT_FROM_EMAIL"]
 
 {% if cookiecutter.tasks == "yes" -%}
 # Background tasks (docs/tasks.md): Django's tasks framework, queued in PostgreSQL and run by
-# `python manage.py worker`. django-tasks-db 0.13 declares Django up to 6.0; its backend, worker
-# and admin are exercised on 6.1 by <slug>/worker/tests.py.
+# `python manage.py worker`. django-tasks-db 0.13 declares Django up to 6.0: its backend, worker
+# and admin run on 6.1 as they are, as {{ cookiecutter.project_slug }}/worker/tests.py checks.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 TASKS_KEEP_DAYS = ENV["TASKS_KEEP_DAYS"]
 TASKS_MAX_RUNTIME = ENV["TASKS_MAX_RUNTIME"]

@@ -77,10 +77,12 @@ class Worker(db_worker.Worker):
                 # thread releases it (recovery.py) once the database is back.
                 if not self._running:
                     return None
-                logger.exception("Database error; trying again in %s s", self.heartbeat)
+                pause = min(self.heartbeat, 5)
+                logger.exception("Database error; trying again in %s s", pause)
                 self.current = None
+                self.write_heartbeat_file()  # healthy: restarting the worker would not help
                 connection.close()
-                time.sleep(self.heartbeat)
+                time.sleep(pause)
 
     def run_task(self, db_task_result):
         self.current = {"id": str(db_task_result.id), "task": db_task_result.task_path,
