@@ -23,6 +23,7 @@ import shutil
 import signal
 import socket
 import ssl
+import subprocess
 import threading
 import time
 import statistics
@@ -54,8 +55,9 @@ VOLUMES = ("db-data", "caddy-data", "caddy-config", "ipfs-data")
 MEMBER_PASSWORD = secrets.token_urlsafe(16)
 GATEWAY = "ipfs.localhost"  # the uploads' origin: ipfs.<SITE_ADDRESS>
 CID_LINK = re.compile(r'href="([^"]*/ipfs/(\w+)\?filename=[^"]*)"')
-# A task of the test's own, built into its images: a short pause, so that a worker asked to stop
-# during the rollout is likely to be running one. Enqueued a batch per `docker exec`.
+# A task of the test's own, built into its images: a pause of a second, enqueued (a batch per
+# `docker exec`) a little faster than two workers run them, so that each worker asked to stop
+# during the rollout is running one.
 PAUSE_MODULE = "swarm_test_tasks"
 PAUSE_SOURCE = '''"""A task of tests/test_swarm.py (Shipshape's): a short pause."""
 
@@ -69,7 +71,7 @@ def pause(seconds):
     time.sleep(seconds)
     return seconds
 '''
-PAUSE_SECONDS, PAUSE_BATCH = 0.5, 4
+PAUSE_SECONDS, PAUSE_BATCH = 1.0, 4
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.MULTILINE)
 
 
@@ -273,9 +275,12 @@ class Tasks:
             time.sleep(0.5)
 
     def results(self):
-        """{task ID: (status, worker IDs)} of every pause task in the database."""
-        code = ("import json; from django_tasks_db.models import DBTaskResult; print(json.dumps("
-                "{str(row.id): [row.status, row.worker_ids] for row in "
+        """{task ID: (status, worker IDs, started, finished)} of every pause task in the
+        database; the times in seconds since the epoch, or None."""
+        code = ("import json; from django_tasks_db.models import DBTaskResult; "
+                "epoch = lambda at: at and at.timestamp(); print(json.dumps("
+                "{str(row.id): [row.status, row.worker_ids, epoch(row.started_at), "
+                "epoch(row.finished_at)] for row in "
                 f"DBTaskResult.objects.filter(task_path={self.path!r})}}))")
         result = self.django(code)
         assert result is not None, "no web container answered"
@@ -575,8 +580,33 @@ def test_the_swarm_file_reads_only_declared_variables(project, images, tmp_path)
         assert service["deploy"]["resources"]["limits"]["memory"], name
 
 
-def tasks_figures(tasks, swarm):
-    """Waits for every task of the stream to finish; asserts each ran once and succeeded."""
+@contextmanager
+def stopped_workers():
+    """{worker's hostname: (when it was sent SIGTERM, its exit code)}, filled in on leaving, of
+    the worker containers Swarm stopped meanwhile. The events are followed as they come: the
+    engine keeps only its last 256 for `--since`, and health checks and execs make many."""
+    events = subprocess.Popen(
+        ["docker", "events", "--filter", "type=container", "--filter", "event=kill",
+         "--filter", f"label=com.docker.swarm.service.name={STACK}_worker",
+         "--format", "{{json .}}"], stdout=subprocess.PIPE, text=True, env=tool_environment())
+    stopped = {}
+    try:
+        yield stopped
+    finally:
+        time.sleep(1)  # the last events through the pipe
+        events.terminate()
+        lines = events.communicate(timeout=30)[0].splitlines()
+    for event in map(json.loads, lines):
+        if event["Actor"]["Attributes"].get("signal") != "15":
+            continue
+        state = json.loads(docker("inspect", event["Actor"]["ID"]).stdout)[0]
+        stopped.setdefault(state["Config"]["Hostname"], (event["timeNano"] / 1e9, state["State"][
+            "ExitCode"] if state["State"]["Status"] == "exited" else state["State"]["Status"]))
+
+
+def tasks_figures(tasks, swarm, stopped):
+    """Waits for every task of the stream to finish; asserts each ran once and succeeded, and
+    that the old workers, stopped, finished the task they were running and exited 0."""
     results = {}
 
     def finished():
@@ -594,6 +624,15 @@ def tasks_figures(tasks, swarm):
     assert all(len(results[key][1]) == 1 for key in tasks.ids), figures
     # Run by the old workers and by the new ones: the stream spanned the rollover.
     assert len(workers) >= 3, figures
+    # The two old workers were stopped (SIGTERM) mid-task: each finished that task, then exited
+    # 0, not killed at the end of its grace period.
+    figures["stopped workers' exit codes"] = sorted(str(code) for _, code in stopped.values())
+    finished_after = [key for key in tasks.ids for host, (signalled, _) in stopped.items()
+                      if results[key][1][0].startswith(f"{host}-")
+                      and results[key][2] < signalled < results[key][3]]
+    figures["tasks finished after their worker's SIGTERM"] = len(finished_after)
+    assert figures["stopped workers' exit codes"] == ["0", "0"], figures
+    assert len(finished_after) == 2, figures
     return figures
 
 
@@ -664,14 +703,14 @@ def test_swarm_updates_roll_back_and_heal_without_a_failed_request(project, imag
                 # 1. A new release rolls out one task at a time; every replica of web and of the
                 # worker ends on it. Tasks enqueued all along: none lost, none run twice.
                 tasks = Tasks(swarm)
-                with tasks.running():
+                with stopped_workers() as stopped, tasks.running():
                     time.sleep(3)  # a few before the rollout, so the old workers have some
                     scenario("roll out v2", lambda: swarm.update(
                         images["v2"], "completed", images["v2"], 300, ("web", "worker")))
                     time.sleep(3)
                 for name in ("web", "worker"):
                     assert swarm.web_image(name).startswith(images["v2"] + "@"), name
-                figures["tasks through the rollout"] = tasks_figures(tasks, swarm)
+                figures["tasks through the rollout"] = tasks_figures(tasks, swarm, stopped)
 
                 # 2. A web task's container dies: Swarm replaces it, the other one serves.
                 def kill_one():
