@@ -62,6 +62,10 @@ def production_environments(draw):
         "DEFAULT_FROM_EMAIL": draw(emails),
         "WEB_CONCURRENCY": str(draw(st.integers(1, 64))),
         "WEB_THREADS": str(draw(st.integers(1, 64))),
+{%- if cookiecutter.tasks == "yes" %}
+        "TASKS_KEEP_DAYS": str(draw(st.integers(1, 3650))),
+        "TASKS_MAX_RUNTIME": str(draw(st.integers(1, 86400))),
+{%- endif %}
 {%- if cookiecutter.ipfs == "yes" %}
         "IPFS_API_AUTH": draw(st.sampled_from(["Bearer 0123456789abcdef", "Basic dTpw"])),
 {%- endif %}
@@ -94,6 +98,10 @@ INVALID = {
                            "not an email address"),
     "WEB_CONCURRENCY": (st.sampled_from(["0", "-2", "four", "2.5"]), "not a whole number ≥ 1"),
     "WEB_THREADS": (st.sampled_from(["0", "-1", "many", "1e2"]), "not a whole number ≥ 1"),
+{%- if cookiecutter.tasks == "yes" %}
+    "TASKS_KEEP_DAYS": (st.sampled_from(["0", "-1", "a month", "30d"]), "not a whole number ≥ 1"),
+    "TASKS_MAX_RUNTIME": (st.sampled_from(["0", "-5", "5m", "1.5"]), "not a whole number ≥ 1"),
+{%- endif %}
 {%- if cookiecutter.ipfs == "yes" %}
     "IPFS_API_URL": (st.sampled_from(["ipfs:5001", "ftp://ipfs", "http://", "/api",
                                       "http://ipfs:50o1", "http://ipfs:5001/?a=b"]),
