@@ -57,6 +57,7 @@ def remove_unchosen_files(root):
     if ANSWERS["tasks"] == "no":
         shutil.rmtree(root / SLUG / "worker")
         (root / "docs/tasks.md").unlink()
+        (root / "deploy/kubernetes/base/worker.yaml").unlink()
         prune_lock(root / "uv.lock", dependencies=["cronsim", "django-tasks-db"])
 
 

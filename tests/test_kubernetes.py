@@ -1,10 +1,12 @@
 """deploy/kubernetes of generated projects, checked offline as their CI's `kubernetes` job does:
 check.sh (kustomize build, kubernetes-validate, checkov) and the manifests' own tests, with the
-IPFS node (default, order_desk) and without (no_ipfs: no trace of it). checkov comes from this
-template's locked environment (the project's CI runs the same version with uvx). Nothing is
-applied to a cluster."""
+IPFS node (default, order_desk) and without (no_ipfs, tasks_no_ipfs: no trace of it), with the
+task worker (order_desk, tasks_no_ipfs) and without (default, no_ipfs: no trace of it). checkov
+comes from this template's locked environment (the project's CI runs the same version with uvx).
+Nothing is applied to a cluster."""
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -19,8 +21,10 @@ CHECKOV = Path(sys.executable).parent / "checkov"
 OVERLAY = Path("deploy/kubernetes/overlays/production")
 
 
-@pytest.fixture(scope="module", params=[{}, TEXT_ANSWERS[1], TEXT_ANSWERS[2] | {"ipfs": "no"}],
-                ids=["default", "order_desk", "no_ipfs"])
+@pytest.fixture(scope="module", params=[
+    {}, TEXT_ANSWERS[1] | {"tasks": "yes"}, TEXT_ANSWERS[2] | {"ipfs": "no"},
+    TEXT_ANSWERS[2] | {"ipfs": "no", "tasks": "yes"}],
+    ids=["default", "order_desk", "no_ipfs", "tasks_no_ipfs"])
 def project(request, tmp_path_factory):
     path = generate(tmp_path_factory.mktemp("kubernetes"), **request.param)
     shutil.copy(path / OVERLAY / "secrets.env.example", path / OVERLAY / "secrets.env")
@@ -74,6 +78,31 @@ def test_without_ipfs_nothing_of_the_node_is_left(project):
     assert ("kind: StatefulSet" in rendered) is has_node
     assert ("ipfs" in rendered.lower()) is has_node
     assert (project / "deploy/scripts/kustomization.yaml").exists() is has_node
+
+
+def test_without_tasks_nothing_of_the_worker_is_left(project):
+    rendered = check(project, "kustomize", "build", str(OVERLAY)).stdout
+    has_worker = (project / project.name / "worker").exists()
+    assert ("name: worker" in rendered) is has_worker
+    assert ("worker" in rendered) is has_worker
+    assert (project / "deploy/kubernetes/base/worker.yaml").exists() is has_worker
+
+
+def test_a_worker_without_its_liveness_probe_fails_both_checks(project, tmp_path):
+    """The offline checks cover the worker: its probe gone, checkov and the tests say so."""
+    if not (project / project.name / "worker").exists():
+        return  # no worker (test_without_tasks_nothing_of_the_worker_is_left)
+    copy = shutil.copytree(project, tmp_path / project.name, ignore=shutil.ignore_patterns(".venv"))
+    worker = copy / "deploy/kubernetes/base/worker.yaml"
+    text = worker.read_text()
+    probe = re.search(r"^ +livenessProbe:\n(?: {12}.*\n)+", text, re.MULTILINE)[0]
+    worker.write_text(text.replace(probe, ""))
+    scanned = check(copy, "deploy/kubernetes/check.sh", ok=False)
+    assert scanned.returncode != 0 and "CKV_K8S_8" in scanned.stdout, scanned.stdout
+    tested = check(copy, "uv", "run", "--locked", "--group", "kubernetes", "pytest",
+                   "deploy/kubernetes/tests", ok=False)
+    assert tested.returncode != 0
+    assert "test_the_worker_stops_gracefully_and_is_probed_by_its_heartbeat" in tested.stdout
 
 
 @pytest.mark.parametrize(("policy", "opened"), [

@@ -1,6 +1,9 @@
 """The container tier, Swarm: a generated project's stack (deploy/compose.yaml with the overlay
 deploy/swarm.yaml, merged and deployed by deploy/swarm-deploy.sh) on a real single-node Swarm,
-with zero-downtime updates proven under load.
+with zero-downtime updates proven under load, and no background task lost while the worker
+service rolls over (the project has tasks=yes; the default, tasks=no, is the stack that
+test_the_stack_is_the_overlay_merged_and_nothing_of_the_one_host checks without deploying it:
+the same services less the worker).
 
 The engine is put in Swarm mode for this module only (`docker swarm init`) and always leaves it
 again, even when a test fails; an engine already in Swarm mode is someone else's, and the test
@@ -9,6 +12,7 @@ ENGINE_LOCK: Swarm mode breaks name resolution in compose networks). The images 
 registry under a name of this run, and are deleted from it at the end.
 """
 
+import collections
 import fcntl
 import html
 import json
@@ -19,6 +23,7 @@ import shutil
 import signal
 import socket
 import ssl
+import subprocess
 import threading
 import time
 import statistics
@@ -45,11 +50,29 @@ MANIFESTS = ("application/vnd.oci.image.index.v1+json, application/vnd.oci.image
 # The load: a few threads on loopback, each a request at a time, a short pause in between.
 LOAD_THREADS, LOAD_PAUSE = 4, 0.05
 PATHS = ("/healthz", "/admin/login/")
-SERVICES = ("web", "migrate", "db", "caddy", "ipfs")
+SERVICES = ("web", "worker", "migrate", "db", "caddy", "ipfs")
 VOLUMES = ("db-data", "caddy-data", "caddy-config", "ipfs-data")
 MEMBER_PASSWORD = secrets.token_urlsafe(16)
 GATEWAY = "ipfs.localhost"  # the uploads' origin: ipfs.<SITE_ADDRESS>
 CID_LINK = re.compile(r'href="([^"]*/ipfs/(\w+)\?filename=[^"]*)"')
+# A task of the test's own, built into its images: a pause of a second, enqueued (a batch per
+# `docker exec`) a little faster than two workers run them, so that each worker asked to stop
+# during the rollout is running one.
+PAUSE_MODULE = "swarm_test_tasks"
+PAUSE_SOURCE = '''"""A task of tests/test_swarm.py (Shipshape's): a short pause."""
+
+import time
+
+from django.tasks import task
+
+
+@task
+def pause(seconds):
+    time.sleep(seconds)
+    return seconds
+'''
+PAUSE_SECONDS, PAUSE_BATCH = 1.0, 4
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.MULTILINE)
 
 
 def free_port():
@@ -218,6 +241,61 @@ class Uploads:
             self.thread.join(timeout=120)
 
 
+class Tasks:
+    """A stream of pause tasks enqueued through web's containers (a batch per `docker exec` into
+    whichever is up; one that goes away meanwhile is a retry in another, not a failure), their
+    IDs kept, and what became of them."""
+
+    def __init__(self, swarm):
+        self.swarm = swarm
+        self.path = f"{swarm.path.name}.{PAUSE_MODULE}.pause"
+        self.ids, self.retries = [], 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def django(self, code, check=True):
+        """`code` run by `manage.py shell` in one of web's running containers."""
+        for container in self.swarm.containers("web"):
+            result = docker("exec", container, "python", "manage.py", "shell", "-v", "0", "-c",
+                            code, check=False, timeout=120)
+            if result.returncode == 0 or not check:
+                return result
+            self.retries += 1
+        return None
+
+    def run(self):
+        code = (f"from {self.path.rsplit('.', 1)[0]} import pause\n"
+                f"for _ in range({PAUSE_BATCH}): print(pause.enqueue({PAUSE_SECONDS}).id, "
+                "flush=True)")
+        while not self.stopping.is_set():
+            result = self.django(code, check=False)
+            if result is not None:  # the IDs printed before a container went away count too
+                self.ids += UUID.findall(result.stdout)
+                self.retries += result.returncode != 0
+            time.sleep(0.5)
+
+    def results(self):
+        """{task ID: (status, worker IDs, started, finished)} of every pause task in the
+        database; the times in seconds since the epoch, or None."""
+        code = ("import json; from django_tasks_db.models import DBTaskResult; "
+                "epoch = lambda at: at and at.timestamp(); print(json.dumps("
+                "{str(row.id): [row.status, row.worker_ids, epoch(row.started_at), "
+                "epoch(row.finished_at)] for row in "
+                f"DBTaskResult.objects.filter(task_path={self.path!r})}}))")
+        result = self.django(code)
+        assert result is not None, "no web container answered"
+        return {key: tuple(value) for key, value in json.loads(result.stdout).items()}
+
+    @contextmanager
+    def running(self):
+        self.thread.start()
+        try:
+            yield self
+        finally:
+            self.stopping.set()
+            self.thread.join(timeout=180)
+
+
 class Swarm:
     """The stack of one generated project on this engine, in Swarm mode for as long as it lasts."""
 
@@ -236,14 +314,16 @@ class Swarm:
         # Nothing of the one host's file reaches Swarm only to be dropped (restart, build, ...).
         assert "Ignoring" not in result.stderr, result.stderr
 
-    def update(self, image, ends, serving, timeout):
-        """Deploy `image`: seconds until web's update `ends` so, both tasks healthy on `serving`."""
+    def update(self, image, ends, serving, timeout, services=("web",)):
+        """Deploy `image`: seconds until each service's update `ends` so, both of its tasks
+        healthy on `serving`."""
         self.deploy(image)
-        return until(lambda: self.update_state("web") == ends and self.healthy("web", 2, serving),
+        return until(lambda: all(self.update_state(name) == ends
+                                 and self.healthy(name, 2, serving) for name in services),
                      timeout, self.diagnostics)
 
-    def web_image(self):
-        return self.service("web")["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    def web_image(self, service="web"):
+        return self.service(service)["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
 
     def service(self, name):
         return json.loads(docker("service", "inspect", f"{STACK}_{name}").stdout)[0]
@@ -336,7 +416,7 @@ def until(condition, timeout, describe):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    path = generate(tmp_path_factory.mktemp("swarm"))
+    path = generate(tmp_path_factory.mktemp("swarm"), tasks="yes")
     password = secrets.token_urlsafe(24)
     values = {"secret_key": secrets.token_urlsafe(64),
               "database_url": f"postgres://{path.name}_app:{password}@db:5432/{path.name}",
@@ -351,11 +431,13 @@ def project(tmp_path_factory):
 @pytest.fixture(scope="module")
 def images(project):
     """Three releases in the registry: v1, v2 (a one-line change) and a broken one whose health
-    check fails (/healthz answers 500)."""
+    check fails (/healthz answers 500); each with the test's pause task."""
     repository = f"{REGISTRY}/shipshape-swarm-test-{RUN}"
     references = {release: f"{repository}:{release}" for release in ("v1", "v2", "broken")}
     views = project / project.name / "views.py"
     original = views.read_text()
+    pause = project / project.name / f"{PAUSE_MODULE}.py"
+    pause.write_text(PAUSE_SOURCE)
     try:
         build_and_push(project, references["v1"])
         views.write_text(original + "\nRELEASE = 2\n")
@@ -368,6 +450,7 @@ def images(project):
         yield references
     finally:
         views.write_text(original)
+        pause.unlink()
         for reference in references.values():
             delete_from_registry(reference)
             docker("rmi", "--force", reference, check=False)
@@ -402,13 +485,13 @@ def compose_environments(env):
     return found
 
 
-@pytest.mark.parametrize("ipfs", ["yes", "no"])
-def test_the_stack_is_the_overlay_merged_and_nothing_of_the_one_host(tmp_path, ipfs):
+@pytest.mark.parametrize(("ipfs", "tasks"), [("yes", "no"), ("no", "yes")])
+def test_the_stack_is_the_overlay_merged_and_nothing_of_the_one_host(tmp_path, ipfs, tasks):
     """deploy/swarm-deploy.sh: the same stack with every Compose; the one host's backup service,
     builds, start order, restart policy, .env and tmpfs keys (which Swarm ignores) gone; files
     named by absolute paths; ${...} left to `docker stack deploy`, which reads the shell's
     environment and never deploy/.env."""
-    path = generate(tmp_path / "project", ipfs=ipfs)
+    path = generate(tmp_path / "project", ipfs=ipfs, tasks=tasks)
     (path / "deploy/.env").write_text("IMAGE=from-dotenv\nSITE_ADDRESS=dotenv.invalid\n"
                                       "POSTGRES_PASSWORD=dotenv-password\n")
     inputs = []
@@ -430,8 +513,16 @@ def test_the_stack_is_the_overlay_merged_and_nothing_of_the_one_host(tmp_path, i
     assert "dotenv" not in yaml.safe_dump(stack)
     services = stack["services"]
     assert set(services) == {"db", "migrate", "web", "caddy"} | (
-        {"ipfs"} if ipfs == "yes" else set())
+        {"ipfs"} if ipfs == "yes" else set()) | ({"worker"} if tasks == "yes" else set())
     assert services["web"]["image"] == services["migrate"]["image"] == "registry.invalid/app:v1"
+    if tasks == "yes":
+        worker, web = services["worker"], services["web"]
+        for key in ("image", "environment", "secrets", "volumes", "read_only", "cap_drop"):
+            assert worker[key] == web[key], key
+        assert worker["command"][-1].endswith("; exec python manage.py worker")
+        assert worker["healthcheck"]["test"][-2:] == ["-m", f"{path.name}.worker.health"]
+        assert worker["stop_grace_period"] in ("60s", "1m0s")
+        assert "ports" not in worker
     assert services["web"]["environment"]["ALLOWED_HOSTS"] == "site.invalid"
     for name, service in services.items():
         assert not {"build", "depends_on", "env_file", "restart", "security_opt", "tmpfs"} & set(
@@ -446,6 +537,7 @@ def test_the_stack_is_the_overlay_merged_and_nothing_of_the_one_host(tmp_path, i
             assert entry["file"].startswith(f"{path}/deploy/"), (section, name)
     assert (ipfs == "yes") == ("ipfs" in stack["networks"])
     assert (ipfs == "yes") == ("ipfs" in (path / "deploy/swarm.yaml").read_text().lower())
+    assert (tasks == "yes") == ("worker" in (path / "deploy/swarm.yaml").read_text().lower())
 
 
 def test_the_swarm_file_reads_only_declared_variables(project, images, tmp_path):
@@ -477,12 +569,71 @@ def test_the_swarm_file_reads_only_declared_variables(project, images, tmp_path)
     assert config["target"] == "/container-init.d/ipfs-config.sh"
     assert stack["configs"][config["source"]]["file"] == str(
         project / "deploy/scripts/ipfs-config.sh")
-    web = stack["services"]["web"]["deploy"]
-    assert (web["replicas"], web["update_config"]["order"],
-            web["update_config"]["failure_action"]) == (2, "start-first", "rollback")
+    for name in ("web", "worker"):
+        policy = stack["services"][name]["deploy"]
+        assert (policy["replicas"], policy["update_config"]["order"],
+                policy["update_config"]["failure_action"]) == (2, "start-first", "rollback"), name
+    # The worker: the database, and a way out (to the mail server); nothing published.
+    assert set(stack["services"]["worker"]["networks"]) == {"db", "edge"}
     for name, service in stack["services"].items():
         assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
         assert service["deploy"]["resources"]["limits"]["memory"], name
+
+
+@contextmanager
+def stopped_workers():
+    """{worker's hostname: (when it was sent SIGTERM, its exit code)}, filled in on leaving, of
+    the worker containers Swarm stopped meanwhile. The events are followed as they come: the
+    engine keeps only its last 256 for `--since`, and health checks and execs make many."""
+    events = subprocess.Popen(
+        ["docker", "events", "--filter", "type=container", "--filter", "event=kill",
+         "--filter", f"label=com.docker.swarm.service.name={STACK}_worker",
+         "--format", "{{json .}}"], stdout=subprocess.PIPE, text=True, env=tool_environment())
+    stopped = {}
+    try:
+        yield stopped
+    finally:
+        time.sleep(1)  # the last events through the pipe
+        events.terminate()
+        lines = events.communicate(timeout=30)[0].splitlines()
+    for event in map(json.loads, lines):
+        if event["Actor"]["Attributes"].get("signal") != "15":
+            continue
+        state = json.loads(docker("inspect", event["Actor"]["ID"]).stdout)[0]
+        stopped.setdefault(state["Config"]["Hostname"], (event["timeNano"] / 1e9, state["State"][
+            "ExitCode"] if state["State"]["Status"] == "exited" else state["State"]["Status"]))
+
+
+def tasks_figures(tasks, swarm, stopped):
+    """Waits for every task of the stream to finish; asserts each ran once and succeeded, and
+    that the old workers, stopped, finished the task they were running and exited 0."""
+    results = {}
+
+    def finished():
+        results.update(tasks.results())
+        return all(results.get(key, ("",))[0] in ("SUCCESSFUL", "FAILED") for key in tasks.ids)
+
+    drained = until(finished, 180, swarm.diagnostics)
+    statuses = collections.Counter(results[key][0] for key in tasks.ids)
+    workers = {worker for key in tasks.ids for worker in results[key][1]}
+    figures = {"enqueued": len(tasks.ids), "statuses": dict(statuses), "workers": len(workers),
+               "retried execs": tasks.retries, "drained after, s": round(drained, 1)}
+    assert len(tasks.ids) >= 20, figures
+    assert statuses == {"SUCCESSFUL": len(tasks.ids)}, figures
+    # Claimed once each: no worker stopped mid-task and left it to be recovered and run again.
+    assert all(len(results[key][1]) == 1 for key in tasks.ids), figures
+    # Run by the old workers and by the new ones: the stream spanned the rollover.
+    assert len(workers) >= 3, figures
+    # The two old workers were stopped (SIGTERM) mid-task: each finished that task, then exited
+    # 0, not killed at the end of its grace period.
+    figures["stopped workers' exit codes"] = sorted(str(code) for _, code in stopped.values())
+    finished_after = [key for key in tasks.ids for host, (signalled, _) in stopped.items()
+                      if results[key][1][0].startswith(f"{host}-")
+                      and results[key][2] < signalled < results[key][3]]
+    figures["tasks finished after their worker's SIGTERM"] = len(finished_after)
+    assert figures["stopped workers' exit codes"] == ["0", "0"], figures
+    assert len(finished_after) == 2, figures
+    return figures
 
 
 def create_member(container):
@@ -499,7 +650,8 @@ def test_swarm_updates_roll_back_and_heal_without_a_failed_request(project, imag
             started = time.monotonic()
             swarm.deploy(images["v1"])
             until(lambda: swarm.healthy("web", 2, images["v1"]) and swarm.healthy("caddy", 1)
-                  and swarm.healthy("ipfs", 1), 300, swarm.diagnostics)
+                  and swarm.healthy("ipfs", 1) and swarm.healthy("worker", 2, images["v1"]),
+                  300, swarm.diagnostics)
             figures["first deployment, s"] = round(time.monotonic() - started)
             caddy = next(iter(swarm.containers("caddy")))
             root = eventually(lambda: docker(
@@ -548,10 +700,17 @@ def test_swarm_updates_roll_back_and_heal_without_a_failed_request(project, imag
                                      **uploads.figures(started, time.monotonic())}
                     uploads.uploading.set()
 
-                # 1. A new release rolls out one task at a time; every replica ends on it.
-                scenario("roll out v2", lambda: swarm.update(images["v2"], "completed",
-                                                             images["v2"], 300))
-                assert swarm.web_image().startswith(images["v2"] + "@")
+                # 1. A new release rolls out one task at a time; every replica of web and of the
+                # worker ends on it. Tasks enqueued all along: none lost, none run twice.
+                tasks = Tasks(swarm)
+                with stopped_workers() as stopped, tasks.running():
+                    time.sleep(3)  # a few before the rollout, so the old workers have some
+                    scenario("roll out v2", lambda: swarm.update(
+                        images["v2"], "completed", images["v2"], 300, ("web", "worker")))
+                    time.sleep(3)
+                for name in ("web", "worker"):
+                    assert swarm.web_image(name).startswith(images["v2"] + "@"), name
+                figures["tasks through the rollout"] = tasks_figures(tasks, swarm, stopped)
 
                 # 2. A web task's container dies: Swarm replaces it, the other one serves.
                 def kill_one():

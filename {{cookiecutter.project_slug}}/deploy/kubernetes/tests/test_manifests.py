@@ -1,7 +1,12 @@
 """The production overlay as `kustomize build` renders it, held to what docs/kubernetes.md
 promises: rolling updates that keep capacity, probes, unprivileged pods on a
-read-only root, resources, secrets as files, and the image CI pushes{% if cookiecutter.ipfs == "yes" %}; the IPFS node, reachable
-by web alone (its RPC API) and the ingress controller alone (its gateway){% endif %}."""
+read-only root, resources, secrets as files, and the image CI pushes
+{%- if cookiecutter.tasks == "yes" %}; the task
+worker: web's image and hardening, a graceful stop, heartbeat probes
+{%- endif %}
+{%- if cookiecutter.ipfs == "yes" %}; the IPFS node, reachable
+by web alone (its RPC API) and the ingress controller alone (its gateway)
+{%- endif %}."""
 
 import re
 import shutil
@@ -41,9 +46,9 @@ def generated_name(item):
 
 @pytest.fixture(scope="module")
 def pods(objects):
-    """{name: pod spec} of the web Deployment and the migrate Job: the app's image."""
+    """{name: pod spec} of the web Deployment{% if cookiecutter.tasks == "yes" %}, the worker's{% endif %} and the migrate Job: the app's image."""
     return {name: objects[kind, name]["spec"]["template"]["spec"]
-            for kind, name in (("Deployment", "web"), ("Job", "migrate"))}
+            for kind, name in (("Deployment", "web"), {% if cookiecutter.tasks == "yes" %}("Deployment", "worker"), {% endif %}("Job", "migrate"))}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +67,47 @@ def image_user():
     """The numeric user the Dockerfile's prod stage runs as."""
     prod = (PROJECT / "Dockerfile").read_text().split("AS prod")[1]
     return int(re.search(r"^USER (\d+):(\d+)$", prod, re.MULTILINE)[1])
+
+
+def labels_match(selector, labels):
+    """Whether a label selector (matchLabels, and matchExpressions with In) selects `labels`."""
+    expressions = selector.get("matchExpressions", [])
+    assert {expression["operator"] for expression in expressions} <= {"In"}, expressions
+    return selector.get("matchLabels", {}).items() <= labels.items() and all(
+        labels.get(expression["key"]) in expression["values"] for expression in expressions)
+
+
+def container_port(pod, port):
+    """A Service's or policy's port (a number or a container port's name) as a number."""
+    named = {entry["name"]: entry["containerPort"]
+             for container in containers(pod) for entry in container.get("ports", [])}
+    return named.get(port, port)
+
+
+def allowed(objects, target, direction):
+    """{(peer, port)} the NetworkPolicies allow for pods with `target`'s labels, in `direction`
+    ("ingress" or "egress"); a peer is ("pods", labels) or ("namespace", name) or "anywhere"."""
+    labels = target["spec"]["template"]["metadata"]["labels"]
+    pod = target["spec"]["template"]["spec"]
+    found = set()
+    for (kind, _), policy in objects.items():
+        if kind != "NetworkPolicy" or not labels_match(policy["spec"]["podSelector"], labels):
+            continue
+        spec = policy["spec"]
+        for rule in spec.get(direction, []):
+            peers = rule.get("from" if direction == "ingress" else "to") or ["anywhere"]
+            for peer in peers:
+                if peer == "anywhere":
+                    name = peer
+                elif "namespaceSelector" in peer:  # {}: every namespace
+                    name = ("namespace", peer["namespaceSelector"].get("matchLabels", {}).get(
+                        "kubernetes.io/metadata.name", "every"))
+                else:  # {}: every pod
+                    name = ("pods", peer["podSelector"].get("matchLabels", {}).get(
+                        "app.kubernetes.io/component", "every"))
+                for port in rule.get("ports") or [{"port": "any"}]:
+                    found.add((name, container_port(pod, port["port"])))
+    return found
 
 
 def test_web_rolls_over_one_pod_at_a_time_without_losing_capacity(objects):
@@ -148,19 +194,69 @@ def test_https_ingress_and_a_network_that_denies_by_default(objects):
     deny = objects["NetworkPolicy", "default-deny"]["spec"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     assert objects["Service", "web"]["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_the_app_goes_out_to_dns_the_database_and_mail_only(objects):
+    """web{% if cookiecutter.tasks == "yes" %}, the worker{% endif %} and migrate: DNS, PostgreSQL, SMTP submission; nothing but the
+    ingress controller comes in, and only to web."""
+    workloads = {"web": objects["Deployment", "web"],
+{%- if cookiecutter.tasks == "yes" %}
+                 "worker": objects["Deployment", "worker"],
+{%- endif %}
+                 "migrate": {"spec": {"template": objects["Job", "migrate"]["spec"]["template"]}}}
+    for name, workload in workloads.items():
+        ports = {port for peer, port in allowed(objects, workload, "egress")
+                 if peer == "anywhere"}
+        assert ports == {53, 5432, 587, 465}, name
+        peers = {peer for peer, _ in allowed(objects, workload, "ingress")}
+        assert peers == ({("namespace", "ingress-nginx")} if name == "web" else set()), name
+{%- if cookiecutter.tasks == "yes" %}
+
+
+def test_the_worker_is_web_s_image_settings_and_hardening_with_its_own_command(pods):
+    web, worker = pods["web"], pods["worker"]
+    assert worker["containers"][0]["command"] == ["python", "manage.py", "worker"]
+    assert worker["securityContext"] == web["securityContext"]
+    assert worker["automountServiceAccountToken"] is False
+    assert worker["volumes"] == web["volumes"]  # the secrets, and a sized /tmp for the heartbeat
+    assert worker["volumes"][-1]["emptyDir"]["sizeLimit"]
+    for container, web_container in zip(containers(worker), containers(web), strict=True):
+        for key in ("image", "envFrom", "env", "volumeMounts", "securityContext", "resources"):
+            assert container[key] == web_container[key], (container["name"], key)
+    assert "ports" not in worker["containers"][0]  # it serves nothing
+    # Like web, it waits for the migrate Job: new code never meets an old schema.
+    assert worker["initContainers"] == web["initContainers"]
+
+
+def test_the_worker_stops_gracefully_and_is_probed_by_its_heartbeat(pods):
+    worker = pods["worker"]
+    # The interface every target keeps (docs/tasks.md): 60 s for the running task to finish.
+    assert worker["terminationGracePeriodSeconds"] == 60
+    container = worker["containers"][0]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["exec"]["command"] == [
+            "python", "-m", "{{ cookiecutter.project_slug }}.worker.health"], probe
+    # A hung loop is restarted within a minute or so; a slow start is not mistaken for one.
+    liveness = container["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] <= 60
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
+
+
+def test_workers_roll_over_and_drain_one_at_a_time(objects):
+    worker = objects["Deployment", "worker"]
+    assert worker["spec"]["replicas"] >= 2
+    assert worker["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    budget = objects["PodDisruptionBudget", "worker"]["spec"]
+    assert 1 <= budget["minAvailable"] < worker["spec"]["replicas"]
+    labels = worker["spec"]["template"]["metadata"]["labels"]
+    assert labels_match(budget["selector"], labels)
+    assert labels_match(worker["spec"]["selector"], labels)
+    web = objects["Deployment", "web"]["spec"]["template"]["metadata"]["labels"]
+    assert not labels_match(budget["selector"], web)
+    assert not labels_match(objects["PodDisruptionBudget", "web"]["spec"]["selector"], labels)
+{%- endif %}
 {%- if cookiecutter.ipfs == "yes" %}
-
-
-def labels_match(selector, labels):
-    return selector.get("matchLabels", {}).items() <= labels.items() \
-        and not selector.get("matchExpressions")
-
-
-def container_port(pod, port):
-    """A Service's or policy's port (a number or a container port's name) as a number."""
-    named = {entry["name"]: entry["containerPort"]
-             for container in containers(pod) for entry in container.get("ports", [])}
-    return named.get(port, port)
 
 
 @pytest.fixture(scope="module")
@@ -215,32 +311,6 @@ def test_every_web_pod_names_a_reachable_node(objects, pods, node):
     assert service_for(objects, settings["data"]["IPFS_API_URL"], node) == 5001
     # Readiness asks the database only: a node away must not take web out of rotation.
     assert pods["web"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/readyz"
-
-
-def allowed(objects, target, direction):
-    """{(peer, port)} the NetworkPolicies allow for pods with `target`'s labels, in `direction`
-    ("ingress" or "egress"); a peer is ("pods", labels) or ("namespace", name) or "anywhere"."""
-    labels = target["spec"]["template"]["metadata"]["labels"]
-    pod = target["spec"]["template"]["spec"]
-    found = set()
-    for (kind, _), policy in objects.items():
-        if kind != "NetworkPolicy" or not labels_match(policy["spec"]["podSelector"], labels):
-            continue
-        spec = policy["spec"]
-        for rule in spec.get(direction, []):
-            peers = rule.get("from" if direction == "ingress" else "to") or ["anywhere"]
-            for peer in peers:
-                if peer == "anywhere":
-                    name = peer
-                elif "namespaceSelector" in peer:  # {}: every namespace
-                    name = ("namespace", peer["namespaceSelector"].get("matchLabels", {}).get(
-                        "kubernetes.io/metadata.name", "every"))
-                else:  # {}: every pod
-                    name = ("pods", peer["podSelector"].get("matchLabels", {}).get(
-                        "app.kubernetes.io/component", "every"))
-                for port in rule.get("ports") or [{"port": "any"}]:
-                    found.add((name, container_port(pod, port["port"])))
-    return found
 
 
 def test_policies_allow_exactly_web_to_5001_and_the_ingress_controller_to_8080(objects, node):
