@@ -350,6 +350,15 @@ def test_the_password_reset_mail_is_sent_by_the_worker_after_smtp_refuses_it(wor
     ((state, workers),) = sql(worker, f"SELECT status, worker_ids::text FROM {TASKS} WHERE "
                                       "task_path LIKE '%.worker.mail.%'")
     assert state == "SUCCESSFUL" and workers != "[]", workers
+    # The worker logs as web does in production (docs/observability.md): one JSON object a
+    # line; each refused attempt an ERROR line with its traceback in one field.
+    logs = docker("logs", worker.container("worker"))
+    lines = [json.loads(line) for line in (logs.stdout + logs.stderr).splitlines() if line]
+    attempts = [line for line in lines if line["logger"] == "django.tasks"
+                and ".worker.mail.send_mail" in line["message"]]
+    failed = [line for line in attempts if "state=FAILED" in line["message"]]
+    assert [line["level"] for line in failed] == ["ERROR"] * SMTP_FAILS, attempts
+    assert all("Traceback" in line["exception"] for line in failed), failed
 
 
 def test_a_stopped_worker_finishes_the_task_it_is_running(worker):
