@@ -42,19 +42,11 @@ forwarded_allow_ips = "*"
 # gunicorn's own lines (start, workers, timeouts) on stdout, formatted as Django's are
 # (config/logs.py, LOG_FORMAT). No access log: Caddy writes one, with the request's ID, and
 # Django a line per request with the same ID; gunicorn's would be a third.
-logconfig_dict = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"default": logs.formatter(ENV["LOG_FORMAT"], ENV["DEBUG"])},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
-                            "formatter": "default"}},
-    "root": {"handlers": ["stdout"], "level": ENV["LOG_LEVEL"]},
-    "loggers": {
-        "gunicorn.error": {"handlers": ["stdout"], "propagate": False},
-        # logconfig_dict turns gunicorn's access log on: off again, with nowhere to go.
-        "gunicorn.access": {"handlers": [], "propagate": False, "level": "CRITICAL"},
-    },
-}
+logconfig_dict = logs.logging_config(ENV["LOG_FORMAT"], ENV["DEBUG"], ENV["LOG_LEVEL"], {
+    "gunicorn.error": {"handlers": ["stdout"], "propagate": False},
+    # logconfig_dict turns gunicorn's access log on: off again, with nowhere to go.
+    "gunicorn.access": {"handlers": [], "propagate": False, "level": "CRITICAL"},
+})
 loglevel = ENV["LOG_LEVEL"].lower()
 
 # Read-only root file system: heartbeat files in memory; no control socket (it needs a home).

@@ -133,8 +133,18 @@ class TextFormatter(logging.Formatter):
         return f"{first} [request {request_id}]{newline}{rest}"
 
 
-def formatter(log_format, debug):
-    """LOGGING's formatter for LOG_FORMAT, a new dict each time (dictConfig edits what it reads);
-    LOG_FORMAT empty: by DEBUG, text in development, JSON in production."""
-    return {"()": {"json": JsonFormatter, "text": TextFormatter}[
-        log_format or ("text" if debug else "json")]}
+def logging_config(log_format, debug, level, loggers):
+    """The logging configuration of Django's settings and of gunicorn: every line on stdout
+    through one handler, in one format (LOG_FORMAT; empty: text in development, JSON in
+    production), from `level` up; `loggers` as dictConfig reads them. A new dict each call
+    (dictConfig edits what it reads)."""
+    kind = log_format or ("text" if debug else "json")
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": {"()": {"json": JsonFormatter, "text": TextFormatter}[kind]}},
+        "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
+                                "formatter": "default", "level": level}},
+        "root": {"handlers": ["stdout"], "level": level},
+        "loggers": loggers,
+    }

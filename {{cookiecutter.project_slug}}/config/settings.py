@@ -207,18 +207,10 @@ SECURE_CSP = {
 }
 
 # One line per record on stdout (docs/observability.md#logs): JSON in production, readable text in
-# development (LOG_FORMAT), each with its request's ID (config/logs.py).
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"default": logs.formatter(ENV["LOG_FORMAT"], DEBUG)},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout",
-                            "formatter": "default", "level": ENV["LOG_LEVEL"]}},
-    "root": {"handlers": ["stdout"], "level": ENV["LOG_LEVEL"]},
-    # Django's too, once: not also on stderr through its default handlers (runserver's own
-    # request lines, `django.server`, keep theirs).
-    "loggers": {"django": {"handlers": [], "propagate": True}},
-}
+# development (LOG_FORMAT), each with its request's ID (config/logs.py). Django's lines once:
+# not also on stderr through its default handlers (runserver's request lines keep theirs).
+LOGGING = logs.logging_config(ENV["LOG_FORMAT"], DEBUG, ENV["LOG_LEVEL"],
+                              loggers={"django": {"handlers": [], "propagate": True}})
 logging.captureWarnings(True)  # Python's warnings as log lines too (py.warnings), not bare text
 
 # django-debug-toolbar, in development only: it is in the dev dependency group, so the

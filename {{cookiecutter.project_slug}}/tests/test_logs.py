@@ -47,8 +47,8 @@ def json_lines(capfd):
     fails the test). The configuration as it was comes back after."""
     loggers = [logging.getLogger(name) for name in ("", "django", logs.__name__)]
     saved = [(logger, logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
-    production = copy.deepcopy(settings.LOGGING)
-    production["formatters"]["default"] = logs.formatter("", debug=False)
+    production = logs.logging_config("json", False, settings.LOGGING["root"]["level"],
+                                     copy.deepcopy(settings.LOGGING["loggers"]))
     # sys.stdout is pytest's while tests run: the descriptor behind it, which capfd reads.
     production["handlers"]["stdout"]["stream"] = "ext://sys.__stdout__"
     logging.config.dictConfig(production)
