@@ -101,6 +101,25 @@ def test_a_request_without_an_id_gets_one_and_the_response_says_it(client, json_
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("given", ["x" * 65, "two words", 'a"quote', "line\nbreak", "ünï"])
+def test_a_malformed_id_is_replaced_not_logged(client, json_lines, given):
+    """What reaches gunicorn without Caddy in front: no long text, spaces or quotes in logs."""
+    response = client.get("/", headers={"X-Request-ID": given})
+    assert UUID.fullmatch(response["X-Request-ID"])
+    (line,) = json_lines()
+    assert line["request_id"] == response["X-Request-ID"]
+
+
+@pytest.mark.django_db
+def test_a_well_formed_id_from_another_proxy_is_kept(client, json_lines):
+    given = "Trace-1.2:" + "a" * 54  # 64 characters, the longest kept
+    response = client.get("/", headers={"X-Request-ID": given})
+    assert "X-Request-ID" not in response
+    (line,) = json_lines()
+    assert line["request_id"] == given
+
+
+@pytest.mark.django_db
 def test_the_request_line_names_method_path_status_duration_and_the_user(
         client, member, json_lines):
     client.get("/")

@@ -37,6 +37,7 @@ class Worker(db_worker.Worker):
     def __init__(self, *, heartbeat_file, heartbeat, lost_after, schedule, **options):
         self.heartbeat_file, self.heartbeat, self.lost_after = heartbeat_file, heartbeat, lost_after
         self.schedule = schedule
+        self.ticks_taken = {}
         self.current = None  # the task this worker runs: {"id", "task", "started_at"}
         self._running = True
         super().__init__(**options)
@@ -107,7 +108,7 @@ class Worker(db_worker.Worker):
             close_old_connections()
             Heartbeat.beat(self.worker_id)
             recovery.recover_lost_tasks(self, timedelta(seconds=self.lost_after))
-            scheduler.enqueue_due(self.schedule)
+            scheduler.enqueue_due(self.schedule, taken=self.ticks_taken)
         except Exception:  # noqa: BLE001 - logged; the next beat tries again
             logger.exception("Heartbeat failed; trying again in %s s", self.heartbeat)
             try:
