@@ -102,16 +102,38 @@ def delete_from_registry(reference):
         pass
 
 
-class Load:
+class Background:
+    """Threads that call `run(number)` beside a test for as long as `with self.running():` lasts,
+    each until `self.stopping` is set."""
+
+    join_timeout = 60
+
+    def __init__(self, threads=1):
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(number,), daemon=True)
+                        for number in range(threads)]
+
+    @contextmanager
+    def running(self):
+        for thread in self.threads:
+            thread.start()
+        try:
+            yield self
+        finally:
+            self.stopping.set()
+            for thread in self.threads:
+                thread.join(timeout=self.join_timeout)
+
+
+class Load(Background):
     """Threads asking Caddy for /healthz and the admin's login page over HTTPS, on loopback;
     every answer that is not a 200 (or no answer) is a failure."""
 
     def __init__(self, port, tls):
         self.port, self.tls = port, tls
         self.served, self.failures = 0, []
-        self.lock, self.stopping = threading.Lock(), threading.Event()
-        self.threads = [threading.Thread(target=self.run, args=(number,), daemon=True)
-                        for number in range(LOAD_THREADS)]
+        self.lock = threading.Lock()
+        super().__init__(threads=LOAD_THREADS)
 
     def run(self, number):
         requests = 0
@@ -134,22 +156,13 @@ class Load:
         with self.lock:
             return self.served, list(self.failures)
 
-    @contextmanager
-    def running(self):
-        for thread in self.threads:
-            thread.start()
-        try:
-            yield self
-        finally:
-            self.stopping.set()
-            for thread in self.threads:
-                thread.join(timeout=60)
 
-
-class Uploads:
+class Uploads(Background):
     """A signed-in member, through Caddy: uploads a new file, then fetches it by its CID from
     /ipfs/, over and over (or, paused, fetches the files kept so far); each answer timed, and any
     that is not the expected one is a failure."""
+
+    join_timeout = 120
 
     def __init__(self, port, tls):
         base = f"https://localhost:{port}"
@@ -162,10 +175,9 @@ class Uploads:
         self.kept = []  # (link, bytes)
         self.samples = []  # (monotonic time, "upload" or "fetch", seconds)
         self.failures = []
-        self.lock, self.stopping, self.uploading = (threading.Lock(), threading.Event(),
-                                                    threading.Event())
+        self.lock, self.uploading = threading.Lock(), threading.Event()
         self.uploading.set()
-        self.thread = threading.Thread(target=self.run, daemon=True)
+        super().__init__()
 
     def sign_in(self):
         self.client.get("/accounts/login/").raise_for_status()
@@ -215,7 +227,7 @@ class Uploads:
             with self.lock:
                 self.failures.append(repr(error))
 
-    def run(self):
+    def run(self, _number):
         while not self.stopping.is_set():
             self.step()
             time.sleep(0.2)
@@ -231,27 +243,19 @@ class Uploads:
                               "max, ms": round(max(times) * 1000)} if times else {"count": 0})
         return figures
 
-    @contextmanager
-    def running(self):
-        self.thread.start()
-        try:
-            yield self
-        finally:
-            self.stopping.set()
-            self.thread.join(timeout=120)
 
-
-class Tasks:
+class Tasks(Background):
     """A stream of pause tasks enqueued through web's containers (a batch per `docker exec` into
     whichever is up; one that goes away meanwhile is a retry in another, not a failure), their
     IDs kept, and what became of them."""
+
+    join_timeout = 180
 
     def __init__(self, swarm):
         self.swarm = swarm
         self.path = f"{swarm.path.name}.{PAUSE_MODULE}.pause"
         self.ids, self.retries = [], 0
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
+        super().__init__()
 
     def django(self, code, check=True):
         """`code` run by `manage.py shell` in one of web's running containers."""
@@ -263,7 +267,7 @@ class Tasks:
             self.retries += 1
         return None
 
-    def run(self):
+    def run(self, _number):
         code = (f"from {self.path.rsplit('.', 1)[0]} import pause\n"
                 f"for _ in range({PAUSE_BATCH}): print(pause.enqueue({PAUSE_SECONDS}).id, "
                 "flush=True)")
@@ -285,15 +289,6 @@ class Tasks:
         result = self.django(code)
         assert result is not None, "no web container answered"
         return {key: tuple(value) for key, value in json.loads(result.stdout).items()}
-
-    @contextmanager
-    def running(self):
-        self.thread.start()
-        try:
-            yield self
-        finally:
-            self.stopping.set()
-            self.thread.join(timeout=180)
 
 
 class Swarm:
