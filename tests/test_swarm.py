@@ -56,8 +56,8 @@ MEMBER_PASSWORD = secrets.token_urlsafe(16)
 GATEWAY = "ipfs.localhost"  # the uploads' origin: ipfs.<SITE_ADDRESS>
 CID_LINK = re.compile(r'href="([^"]*/ipfs/(\w+)\?filename=[^"]*)"')
 # A task of the test's own, built into its images: a pause of a second, enqueued (a batch per
-# `docker exec`) a little faster than two workers run them, so that each worker asked to stop
-# during the rollout is running one.
+# `docker exec`) so that PAUSE_WAITING always wait: however slow an exec is on a loaded machine,
+# each worker asked to stop during the rollout is running one.
 PAUSE_MODULE = "swarm_test_tasks"
 PAUSE_SOURCE = '''"""A task of tests/test_swarm.py (Shipshape's): a short pause."""
 
@@ -71,7 +71,7 @@ def pause(seconds):
     time.sleep(seconds)
     return seconds
 '''
-PAUSE_SECONDS, PAUSE_BATCH = 1.0, 4
+PAUSE_SECONDS, PAUSE_WAITING = 1.0, 10
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.MULTILINE)
 
 
@@ -269,8 +269,11 @@ class Tasks(Background):
 
     def run(self, _number):
         code = (f"from {self.path.rsplit('.', 1)[0]} import pause\n"
-                f"for _ in range({PAUSE_BATCH}): print(pause.enqueue({PAUSE_SECONDS}).id, "
-                "flush=True)")
+                "from django_tasks_db.models import DBTaskResult\n"
+                f"waiting = DBTaskResult.objects.filter(task_path={self.path!r}, "
+                "status='READY').count()\n"
+                f"for _ in range({PAUSE_WAITING} - waiting): "
+                f"print(pause.enqueue({PAUSE_SECONDS}).id, flush=True)")
         while not self.stopping.is_set():
             result = self.django(code, check=False)
             if result is not None:  # the IDs printed before a container went away count too
