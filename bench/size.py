@@ -1,5 +1,6 @@
-"""Print the size of the generated project by kind, for the default answers and for
-`notebooks=no ipfs=no`, with the README's length and the template's per-option conditionals.
+"""Print the size of the generated project by kind, for the default answers, for
+`notebooks=no ipfs=no` and for every option `no` (tasks is by default), with the README's length
+and the template's per-option conditionals.
 
     uv run python bench/size.py [--ref COMMIT] [--files]
 
@@ -48,8 +49,10 @@ from cookiecutter.main import cookiecutter
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 KINDS = ["app", "config", "ops", "tests", "templates", "YAML", "docs", "other"]
-OPTIONS = ["ipfs", "notebooks"]
-SETS = {"default": {}, "notebooks=no ipfs=no": {"notebooks": "no", "ipfs": "no"}}
+OPTIONS = ["ipfs", "notebooks", "kubernetes", "swarm"]
+SETS = {"default": {}, "notebooks=no ipfs=no": {"notebooks": "no", "ipfs": "no"},
+        # tasks is no by default: every option off, the smallest project.
+        "everything no": {option: "no" for option in OPTIONS}}
 SKIPPED = {"uv.lock", ".env"}
 
 

@@ -36,6 +36,20 @@ def write_env_file(path):
 
 
 def remove_unchosen_files(root):
+    if ANSWERS["kubernetes"] == "no":
+        # First: the other options' removals below skip what went with deploy/kubernetes.
+        shutil.rmtree(root / "deploy/kubernetes")
+        for path in ("docs/kubernetes.md", "deploy/scripts/kustomization.yaml"):
+            (root / path).unlink(missing_ok=True)
+        prune_lock(root / "uv.lock", "kubernetes")
+        # CI's job, from its comment to the blank line after it (the workflow is copied
+        # unrendered: no Jinja there).
+        ci = root / ".github/workflows/ci.yml"
+        ci.write_text(re.sub(r"^  # deploy/kubernetes,.*?\n\n", "", ci.read_text(),
+                             flags=re.MULTILINE | re.DOTALL))
+    if ANSWERS["swarm"] == "no":
+        for path in ("deploy/swarm.yaml", "deploy/swarm-deploy.sh", "docs/swarm.md"):
+            (root / path).unlink()
     if ANSWERS["license"] == "Proprietary":
         (root / "LICENSE").unlink()
     if ANSWERS["notebooks"] == "no":
@@ -46,7 +60,7 @@ def remove_unchosen_files(root):
         shutil.rmtree(root / SLUG / "uploads")
         for path in ("deploy/scripts/ipfs-config.sh", "deploy/scripts/kustomization.yaml",
                      "deploy/kubernetes/base/ipfs.yaml"):
-            (root / path).unlink()
+            (root / path).unlink(missing_ok=True)
         prune_lock(root / "uv.lock", dependencies=["httpx"])
         (root / "docs/ipfs.md").unlink()
         # CI's Kubo service and its URL (the workflow is copied unrendered: no Jinja there).
@@ -57,7 +71,7 @@ def remove_unchosen_files(root):
     if ANSWERS["tasks"] == "no":
         shutil.rmtree(root / SLUG / "worker")
         (root / "docs/tasks.md").unlink()
-        (root / "deploy/kubernetes/base/worker.yaml").unlink()
+        (root / "deploy/kubernetes/base/worker.yaml").unlink(missing_ok=True)
         prune_lock(root / "uv.lock", dependencies=["cronsim", "django-tasks-db"])
 
 

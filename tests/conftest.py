@@ -40,13 +40,17 @@ def pairwise(options):
 
 
 def option_combinations(questions=QUESTIONS, limit=8):
-    """Every combination of the choice options while there are at most `limit`, else pairwise;
-    each paired with a set of text answers, in turn."""
+    """Every combination of the choice options while there are at most `limit`, else pairwise
+    and the one with every option `no`; each paired with a set of text answers, in turn."""
     choices = {name: value for name, value in questions.items()
                if isinstance(value, list) and not name.startswith("_")}
     every = [dict(zip(choices, values, strict=True))
              for values in itertools.product(*choices.values())]
     combinations = every if len(every) <= limit else pairwise(choices)
+    # The smallest project, every option that has a `no` answered no: pairwise need not give it.
+    smallest = {name: "no" if "no" in values else values[0] for name, values in choices.items()}
+    if smallest not in combinations:
+        combinations.append(smallest)
     return [TEXT_ANSWERS[number % len(TEXT_ANSWERS)] | combination
             for number, combination in enumerate(combinations)]
 

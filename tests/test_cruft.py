@@ -426,6 +426,32 @@ def test_a_project_from_before_the_first_release_follows_the_changelog(template,
     assert (project / ".env").read_bytes() == secrets
 
 
+# The last commit before the `kubernetes` and `swarm` questions: its projects have no answer to
+# them, and an update answers a new question with its default.
+BEFORE_THE_TARGET_OPTIONS = "6792ab04df8c196e0cd5f493880d41377ad4d743"
+
+
+def test_an_update_from_before_the_target_options_keeps_the_manifests(tmp_path, environ):
+    template = Template(tmp_path, environ, commit=BEFORE_THE_TARGET_OPTIONS)
+    project, _ = create(template, tmp_path / "out")
+    state_file = project / ".cruft.json"
+    assert not {"kubernetes", "swarm"} & set(
+        json.loads(state_file.read_text())["context"]["cookiecutter"])
+    template.commit_checkout()
+
+    result = cruft("update", "--skip-apply-ask", cwd=project, environ=environ)
+    assert result.returncode == 0 and "has been updated" in result.stdout, output(result)
+    answers = json.loads(state_file.read_text())["context"]["cookiecutter"]
+    assert (answers["kubernetes"], answers["swarm"]) == ("yes", "yes")
+    for path in ("deploy/kubernetes/base/kustomization.yaml", "docs/kubernetes.md",
+                 "deploy/swarm.yaml", "deploy/swarm-deploy.sh", "docs/swarm.md"):
+        assert (project / path).exists(), path
+    assert "kubernetes = [" in (project / "pyproject.toml").read_text()
+    assert "\n  kubernetes:\n" in (project / ".github/workflows/ci.yml").read_text()
+    deleted = run(["git", "ls-files", "--deleted"], cwd=project, env=environ).stdout.split()
+    assert deleted == []
+
+
 # The last commit before the reshaping moved files into deploy/ and config/ (docs/reshape.md);
 # CHANGELOG.md tells projects generated before it to update to the moves' commit first.
 BEFORE_THE_MOVES = "afcda212086088d3a0d82f156d89adda007fba2b"

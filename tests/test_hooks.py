@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import TEMPLATE, generate, option_combinations, pairwise
+from conftest import QUESTIONS, TEMPLATE, generate, option_combinations, pairwise
 
 REFUSED = [
     ({"project_slug": "My-Project"}, "project_slug 'My-Project' is not a lowercase Python identifier"),
@@ -89,6 +89,14 @@ def test_pairwise_covers_every_pair_of_choices():
         pairs = {(combination[first], combination[second]) for combination in chosen}
         assert len(pairs) == len(options[first]) * len(options[second])
     assert len(chosen) < 3 * 3 * 2 * 2
+
+
+def test_the_combinations_include_the_project_with_every_option_no():
+    switches = [name for name, value in QUESTIONS.items()
+                if isinstance(value, list) and "no" in value]
+    assert {"notebooks", "ipfs", "tasks", "kubernetes", "swarm"} <= set(switches)
+    assert any(all(answers[name] == "no" for name in switches)
+               for answers in option_combinations())
 
 
 def test_few_choices_are_all_combined():

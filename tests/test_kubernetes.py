@@ -1,7 +1,8 @@
 """deploy/kubernetes of generated projects, checked offline as their CI's `kubernetes` job does:
 check.sh (kustomize build, kubernetes-validate, checkov) and the manifests' own tests, with the
 IPFS node (default, order_desk) and without (no_ipfs, tasks_no_ipfs: no trace of it), with the
-task worker (order_desk, tasks_no_ipfs) and without (default, no_ipfs: no trace of it). checkov
+task worker (order_desk, tasks_no_ipfs) and without (default, no_ipfs: no trace of it); order_desk
+without the Swarm overlay (swarm=no), which the IPFS node's test otherwise reads too. checkov
 comes from this template's locked environment (the project's CI runs the same version with uvx).
 Nothing is applied to a cluster."""
 
@@ -22,7 +23,7 @@ OVERLAY = Path("deploy/kubernetes/overlays/production")
 
 
 @pytest.fixture(scope="module", params=[
-    {}, TEXT_ANSWERS[1] | {"tasks": "yes"}, TEXT_ANSWERS[2] | {"ipfs": "no"},
+    {}, TEXT_ANSWERS[1] | {"tasks": "yes", "swarm": "no"}, TEXT_ANSWERS[2] | {"ipfs": "no"},
     TEXT_ANSWERS[2] | {"ipfs": "no", "tasks": "yes"}],
     ids=["default", "order_desk", "no_ipfs", "tasks_no_ipfs"])
 def project(request, tmp_path_factory):

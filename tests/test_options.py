@@ -7,6 +7,7 @@ import subprocess
 import tomllib
 
 import pytest
+import yaml
 from cookiecutter.environment import StrictEnvironment
 
 from conftest import QUESTIONS, TEMPLATE, generate, run, tool_environment
@@ -185,3 +186,55 @@ def test_tasks_no_leaves_no_trace_and_a_current_lock(tmp_path, ipfs, notebooks):
 def test_the_tasks_own_names_are_free_slugs_without_them(tmp_path):
     project = generate(tmp_path, project_slug="cronsim", tasks="no")
     assert (project / "cronsim" / "models.py").exists()
+
+
+def traces(project, words):
+    """Where a project's files (but uv.lock) have any of `words`."""
+    return [f"{path.relative_to(project)}: {match}"
+            for path in project_files(project) if path.name != "uv.lock"
+            for match in set(words.findall(path.read_text()))]
+
+
+def ci_jobs(project):
+    return set(yaml.safe_load((project / ".github/workflows/ci.yml").read_text())["jobs"])
+
+
+# What only the kubernetes option brings: words in files, and the `kubernetes` group's packages.
+KUBERNETES_WORDS = re.compile(r"kubernetes|kustomiz|checkov|kubectl|k8s", re.IGNORECASE)
+
+
+@pytest.mark.parametrize(("ipfs", "tasks", "swarm"), [("yes", "yes", "yes"), ("no", "no", "no")])
+def test_kubernetes_no_leaves_no_trace_and_a_current_lock(tmp_path, ipfs, tasks, swarm):
+    without, with_kubernetes = (generate(tmp_path / answer, ipfs=ipfs, tasks=tasks, swarm=swarm,
+                                         kubernetes=answer) for answer in ("no", "yes"))
+    assert traces(without, KUBERNETES_WORDS) == []
+    assert not (without / "deploy" / "kubernetes").exists()
+    assert KUBERNETES_WORDS.search((with_kubernetes / "README.md").read_text())
+    assert ci_jobs(without) == ci_jobs(with_kubernetes) - {"kubernetes"}
+    group = tomllib.loads((with_kubernetes / "pyproject.toml").read_text())[
+        "dependency-groups"]["kubernetes"]
+    direct = {re.match(r"[A-Za-z0-9_.-]+", requirement)[0] for requirement in group}
+    kept, full = lock_packages(without), lock_packages(with_kubernetes)
+    assert direct <= full and not direct & kept
+    assert kept < full
+    run(["uv", "lock", "--locked", "--offline"], cwd=without)
+    run(["uv", "lock", "--locked", "--offline"], cwd=with_kubernetes)
+
+
+# What only the swarm option brings; not the IPFS node's own swarm (its port, `ipfs swarm
+# connect`, the port's name in deploy/kubernetes).
+SWARM_WORDS = re.compile(r"(?<!ipfs )(?<!name: )\bswarm\b(?! port)|stack deploy", re.IGNORECASE)
+
+
+@pytest.mark.parametrize(("ipfs", "kubernetes"), [("yes", "yes"), ("no", "no")])
+def test_swarm_no_leaves_no_trace(tmp_path, ipfs, kubernetes):
+    without, with_swarm = (generate(tmp_path / answer, ipfs=ipfs, tasks="yes",
+                                    kubernetes=kubernetes, swarm=answer)
+                           for answer in ("no", "yes"))
+    assert traces(without, SWARM_WORDS) == []
+    assert not {"swarm.yaml", "swarm-deploy.sh"} & {path.name for path in
+                                                    (without / "deploy").iterdir()}
+    assert "IMAGE=" not in (without / ".env.example").read_text()
+    assert SWARM_WORDS.search((with_swarm / "README.md").read_text())
+    assert SWARM_WORDS.search((with_swarm / "docs" / "tasks.md").read_text())
+    assert lock_packages(without) == lock_packages(with_swarm)

@@ -1,5 +1,5 @@
 """`.env.example`, rendered from the declarations: Django's variables (config/env.py) and the
-ones below, which only Docker Compose and Swarm read. Run by a test and a pre-commit hook; Django
+ones below, which only Docker Compose{% if cookiecutter.swarm == "yes" %} and Swarm read{% else %} reads{% endif %}. Run by a test and a pre-commit hook; Django
 never imports this module.
 
     python -m config.env_example --write    # rewrite .env.example
@@ -74,11 +74,13 @@ COMPOSE_VARIABLES = (
              "(0: any free port).",
     ),
 {%- endif %}
+{%- if cookiecutter.swarm == "yes" %}
     Variable(
         "IMAGE", TEXT, example="registry.example.com/{{ cookiecutter.project_slug }}:sha-1a2b3c4",
         help="The image deploy/swarm-deploy.sh runs, from a registry "
              "(deploy/compose.yaml builds its own).",
     ),
+{%- endif %}
     Variable(
         "BACKUP_TIME", TIME_OF_DAY, default="03:00",
         help="The backup service backs up the database once a day, after this time (UTC).",
@@ -105,7 +107,7 @@ def render():
     ]
     for variable in VARIABLES:
         lines += _entry(variable)
-    lines += ["", "", "# --- Read by Docker Compose and Swarm (compose.yaml, deploy/), not by Django ---"]
+    lines += ["", "", "# --- Read by Docker Compose{% if cookiecutter.swarm == "yes" %} and Swarm{% endif %} (compose.yaml, deploy/), not by Django ---"]
     for variable in COMPOSE_VARIABLES:
         lines += _entry(variable)
     return "\n".join(lines) + "\n"

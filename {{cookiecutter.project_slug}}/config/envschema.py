@@ -45,7 +45,7 @@ class Variable:
     production_schema: Schema | None = None  # further rules on the value when DEBUG is off
     example: str | None = None  # what .env.example shows, when not the default
     # A secret can also come from a file, NAME_FILE=path (the convention of the official images,
-    # e.g. POSTGRES_PASSWORD_FILE): Docker and Kubernetes secrets mount as files.
+    # e.g. POSTGRES_PASSWORD_FILE): Docker{% if cookiecutter.kubernetes == "yes" %} and Kubernetes{% endif %} secrets mount as files.
     secret: bool = False
 
 
@@ -152,7 +152,7 @@ def parse_fraction(text):
 def is_internal(url):
     """Whether a URL's host is private: a private or loopback address, or a name that only a
     private network resolves (one label, like a compose service, or under .internal, .local,
-    .localhost or Kubernetes' .svc and .cluster.local)."""
+    .localhost{% if cookiecutter.kubernetes == "yes" %} or Kubernetes' .svc and .cluster.local{% else %}, .svc or .cluster.local{% endif %})."""
     host = urlsplit(url).hostname
     try:
         return not ipaddress.ip_address(host).is_global

@@ -26,7 +26,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
 DOCKERFILE, TARGET = PROJECT / "Dockerfile", "prod"
-# The compose files that name base images (deploy/swarm.yaml takes deploy/compose.yaml's).
+# The compose files that name base images{% if cookiecutter.swarm == "yes" %} (deploy/swarm.yaml takes deploy/compose.yaml's){% endif %}.
 COMPOSE_FILES = [PROJECT / "compose.yaml", PROJECT / "deploy/compose.yaml"]
 FROM = re.compile(r"^(\s*FROM\s+(?:--\S+\s+)*)(\S+)(.*)$", re.IGNORECASE | re.MULTILINE)
 IMAGE = re.compile(r"""^(\s*(?:-\s+)?image:\s*["']?)([^"'\s#]+)""", re.MULTILINE)

@@ -1,6 +1,11 @@
 # shellcheck shell=bash
+{% if cookiecutter.swarm == "yes" -%}
 # The app's own database role, not a superuser (the db service of deploy/compose.yaml and of
-# deploy/swarm.yaml): the official postgres image makes POSTGRES_USER a superuser, which the
+# deploy/swarm.yaml): the official
+{%- else -%}
+# The app's own database role, not a superuser (the db service of deploy/compose.yaml): the
+# official
+{%- endif %} postgres image makes POSTGRES_USER a superuser, which the
 # backup service keeps using, while migrations and the app connect as POSTGRES_APP_USER, the
 # owner of the database and of everything in it. A superuser could read the server's files and
 # run programs on it.
@@ -17,7 +22,7 @@ if [[ -n ${POSTGRES_APP_PASSWORD_FILE:-} ]]; then  # a Docker secret, as POSTGRE
   POSTGRES_APP_PASSWORD=$(<"$POSTGRES_APP_PASSWORD_FILE")
 fi
 : "${POSTGRES_APP_USER:?set in the db service}" \
-  "${POSTGRES_APP_PASSWORD:?set in .env (Swarm: the postgres_app_password secret)}"
+  "${POSTGRES_APP_PASSWORD:?set in .env{% if cookiecutter.swarm == "yes" %} (Swarm: the postgres_app_password secret){% endif %}}"
 psql --no-psqlrc --quiet --set ON_ERROR_STOP=1 --username "$POSTGRES_USER" \
   --dbname "${POSTGRES_DB:-$POSTGRES_USER}" --set app="$POSTGRES_APP_USER" \
   --set password="$POSTGRES_APP_PASSWORD" <<'SQL'

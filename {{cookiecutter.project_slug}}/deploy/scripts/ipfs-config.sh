@@ -10,7 +10,7 @@ set -eu
 # never fetched from the public network (Kubo's default), stored here and served as this site's.
 ipfs config --json Gateway.NoFetch true
 
-# Whatever serves the gateway (Caddy adds the same; a Kubernetes Ingress cannot): an uploaded
+# Whatever serves the gateway (Caddy adds the same{% if cookiecutter.kubernetes == "yes" %}; a Kubernetes Ingress cannot{% endif %}): an uploaded
 # page runs no script (sandbox), and a file is taken as the type it is served with, never as
 # what its bytes look like (nosniff).
 ipfs config --json Gateway.HTTPHeaders \

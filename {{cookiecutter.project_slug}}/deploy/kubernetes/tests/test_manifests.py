@@ -299,7 +299,10 @@ def test_the_node_is_configured_by_the_same_init_script_as_compose(objects, node
     assert volume["configMap"]["name"] == config["metadata"]["name"]
     script = PROJECT / "deploy/scripts/ipfs-config.sh"
     assert config["data"] == {"ipfs-config.sh": script.read_text()}
+    assert "/container-init.d" in (PROJECT / "deploy/compose.yaml").read_text()
+{%- if cookiecutter.swarm == "yes" %}
     assert "/container-init.d" in (PROJECT / "deploy/swarm.yaml").read_text()
+{%- endif %}
 
 
 def test_every_web_pod_names_a_reachable_node(objects, pods, node):
