@@ -40,7 +40,7 @@ def remove_unchosen_files(root):
         # First: the other options' removals below skip what went with deploy/kubernetes.
         shutil.rmtree(root / "deploy/kubernetes")
         for path in ("docs/kubernetes.md", "deploy/scripts/kustomization.yaml"):
-            (root / path).unlink(missing_ok=True)
+            (root / path).unlink()
         prune_lock(root / "uv.lock", "kubernetes")
         # CI's job, from its comment to the blank line after it (the workflow is copied
         # unrendered: no Jinja there).
