@@ -1,7 +1,7 @@
 """A project from before notes and uploads became apps keeps its data through the update: a
 user, a note and an upload row made by the old code; `cruft update` to this checkout; `migrate`
 refused by the one-release check (<slug>.E001) while the old tables sit there; CHANGELOG's SQL
-step, as written; then nothing left to migrate, and the rows and the user's permission read back
+step, as written; then nothing of theirs left to migrate, and the rows and the user's permission read back
 through the new apps. Needs Docker (PostgreSQL) and PyPI (`uv lock` after the update)."""
 
 import re
@@ -94,8 +94,12 @@ def test_notes_and_uploads_keep_their_rows_through_the_move_into_apps(tmp_path, 
     shell(project, environ, "from django.db import connection\n"
                             f"connection.cursor().execute({changelog_sql(slug)!r})")
 
-    manage(project, environ, "migrate", "--check")  # nothing left to apply
+    # Nothing of notes or uploads left to apply: only the core app's migrations that came
+    # after the reshaping.
+    plan = manage(project, environ, "migrate", "--plan").stdout
+    assert re.findall(r"^(\w+)\.\d{4}_\w+$", plan, re.MULTILINE) == [slug], plan
     manage(project, environ, "migrate", "--noinput")  # and the check passes
+    manage(project, environ, "migrate", "--check")
     manage(project, environ, "makemigrations", "--check", "--dry-run")
     read = shell(project, environ, (
         f"from {slug}.models import User\n"

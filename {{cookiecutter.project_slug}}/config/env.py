@@ -80,8 +80,7 @@ VARIABLES = (
     ),
     Variable(
         "PASSWORD_RESET_LIMIT", COUNT, default="5",
-        help="Password-reset mails an hour per email address and per client address "
-             "(per gunicorn worker).",
+        help="Password-reset mails an hour per email address and per client address.",
     ),
     Variable(
         "EMAIL_URL", EMAIL_URL, default="console:", required_in_production=True, secret=True,

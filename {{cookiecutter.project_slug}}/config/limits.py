@@ -6,11 +6,16 @@ django-axes (config/settings.py), per account and per client address, with the a
 `client_address`; password-reset mails are counted here.
 """
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib.auth import views as auth_views
-from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.core.files.uploadhandler import FileUploadHandler
+from django.db import transaction
+from django.utils import timezone
+
+from {{ cookiecutter.project_slug }}.models import LimitCount
 
 
 def body_limit(request):
@@ -53,26 +58,33 @@ def client_address(request):
     return forwarded.rsplit(",", 1)[-1].strip() or request.META.get("REMOTE_ADDR")
 
 
-PASSWORD_RESET_WINDOW = 3600  # seconds
+def count(key, window):
+    """Count one more under `key` and return how many its window holds; the window starts at
+    the first and lasts `window`. The row stays locked from read to write, so requests at the
+    same moment, in any worker or container, each count."""
+    now = timezone.now()
+    with transaction.atomic():
+        LimitCount.objects.filter(expires__lte=now).delete()  # ended windows, any key
+        row, _ = LimitCount.objects.select_for_update().get_or_create(
+            key=key, defaults={"expires": now + window})
+        row.count += 1
+        row.save(update_fields=["count"])
+    return row.count
+
+
+PASSWORD_RESET_WINDOW = timedelta(hours=1)
 
 
 class PasswordResetView(auth_views.PasswordResetView):
     """Django's password reset, with at most PASSWORD_RESET_LIMIT mails an hour to one address
-    and from one client address. Counted in the cache: each gunicorn worker keeps its own
-    count (the default cache is in memory), so a host sends at most WEB_CONCURRENCY times it."""
+    and from one client address."""
 
     def form_valid(self, form):
-        keys = [f"password-reset:to:{form.cleaned_data['email'].strip().lower()}",
-                f"password-reset:from:{client_address(self.request)}"]
-        over = False
-        for key in keys:
-            cache.add(key, 0, PASSWORD_RESET_WINDOW)  # starts the window at the first request
-            try:
-                count = cache.incr(key)
-            except ValueError:  # the window ended in between
-                cache.set(key, count := 1, PASSWORD_RESET_WINDOW)
-            over |= count > settings.PASSWORD_RESET_LIMIT
-        if over:
+        counts = [count(f"password-reset:to:{form.cleaned_data['email'].strip().lower()}",
+                        PASSWORD_RESET_WINDOW),
+                  count(f"password-reset:from:{client_address(self.request)}",
+                        PASSWORD_RESET_WINDOW)]
+        if max(counts) > settings.PASSWORD_RESET_LIMIT:
             form.add_error(None, "Too many password reset requests for this address or from "
                                  "yours. Please try again in an hour.")
             return self.render_to_response(self.get_context_data(form=form), status=429)

@@ -1,11 +1,17 @@
 """Sign-in throttling (django-axes) and the password-reset mail limit (docs/pages.md#limits)."""
 
 import datetime
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import time_machine
 from django.core import mail
+from django.db import connection
 from django.urls import reverse
+
+from config import limits
+from {{ cookiecutter.project_slug }}.models import LimitCount
 
 RIGHT = "the-right-passphrase"
 
@@ -87,3 +93,23 @@ def test_password_reset_mails_are_limited_per_address_for_an_hour(client, member
     with time_machine.travel(start + datetime.timedelta(minutes=61), tick=False):
         assert ask("member@example.com").status_code == 302
         assert len(mail.outbox) == 6
+        # Windows that ended are gone from the table, whatever their key.
+        assert not LimitCount.objects.filter(key__endswith="other@example.com").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_at_the_same_moment_each_count():
+    """As from many gunicorn workers and containers at once: each request gets a count of its
+    own (a count read by two before either writes it would be given twice)."""
+    start = threading.Barrier(20)
+
+    def one(_):
+        start.wait()
+        try:
+            return limits.count("password-reset:to:member@example.com", datetime.timedelta(hours=1))
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(20) as pool:
+        counts = sorted(pool.map(one, range(20)))
+    assert counts == list(range(1, 21))
