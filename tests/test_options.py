@@ -61,17 +61,22 @@ def test_notebooks_no_leaves_no_trace(without_notebooks, with_notebooks):
     assert NOTEBOOK_WORDS.search((with_notebooks / "Dockerfile").read_text())
 
 
-def test_the_pruned_lock_is_current_and_has_none_of_the_groups_packages(
-        without_notebooks, with_notebooks):
-    group = tomllib.loads((with_notebooks / "pyproject.toml").read_text())[
-        "dependency-groups"]["notebook"]
+def assert_group_pruned(without, with_it, name):
+    """`without`'s lock has none of dependency group `name`'s packages, `with_it`'s has them,
+    and both locks are current."""
+    group = tomllib.loads((with_it / "pyproject.toml").read_text())["dependency-groups"][name]
     direct = {re.match(r"[A-Za-z0-9_.-]+", requirement)[0] for requirement in group}
-    kept, full = lock_packages(without_notebooks), lock_packages(with_notebooks)
+    kept, full = lock_packages(without), lock_packages(with_it)
     assert direct <= full and not direct & kept
     assert kept < full
     # Offline and --locked: the lock is exactly what uv would write for this pyproject.toml.
-    run(["uv", "lock", "--locked", "--offline"], cwd=without_notebooks)
-    run(["uv", "lock", "--locked", "--offline"], cwd=with_notebooks)
+    run(["uv", "lock", "--locked", "--offline"], cwd=without)
+    run(["uv", "lock", "--locked", "--offline"], cwd=with_it)
+
+
+def test_the_pruned_lock_is_current_and_has_none_of_the_groups_packages(
+        without_notebooks, with_notebooks):
+    assert_group_pruned(without_notebooks, with_notebooks, "notebook")
 
 
 def test_pruning_works_for_any_group(tmp_path):
@@ -211,14 +216,7 @@ def test_kubernetes_no_leaves_no_trace_and_a_current_lock(tmp_path, ipfs, tasks,
     assert not (without / "deploy" / "kubernetes").exists()
     assert KUBERNETES_WORDS.search((with_kubernetes / "README.md").read_text())
     assert ci_jobs(without) == ci_jobs(with_kubernetes) - {"kubernetes"}
-    group = tomllib.loads((with_kubernetes / "pyproject.toml").read_text())[
-        "dependency-groups"]["kubernetes"]
-    direct = {re.match(r"[A-Za-z0-9_.-]+", requirement)[0] for requirement in group}
-    kept, full = lock_packages(without), lock_packages(with_kubernetes)
-    assert direct <= full and not direct & kept
-    assert kept < full
-    run(["uv", "lock", "--locked", "--offline"], cwd=without)
-    run(["uv", "lock", "--locked", "--offline"], cwd=with_kubernetes)
+    assert_group_pruned(without, with_kubernetes, "kubernetes")
 
 
 # What only the swarm option brings; not the IPFS node's own swarm (its port, `ipfs swarm
