@@ -224,7 +224,8 @@ def test_a_deleted_upload_is_collected_and_no_longer_served(project):
 def test_prod_stays_ready_without_its_node_and_not_without_its_database(project):
     """Issue 23: through Caddy, the node stopped: /readyz 200 (the site stays in rotation), the
     upload form says the store is unavailable and keeps no row, /healthz/ipfs 503; started
-    again, uploads work; the database stopped: /readyz 503."""
+    again, uploads work; web recreated beside a node that never becomes healthy starts and is
+    ready; the database stopped: /readyz 503."""
     with running(project.prod) as prod:
         create_member(prod)
         trust = caddy_trust(prod)
@@ -246,6 +247,20 @@ def test_prod_stays_ready_without_its_node_and_not_without_its_database(project)
         eventually(lambda: client.get("/healthz/ipfs").status_code == 200, timeout=90)
         assert upload(client, "back.bin", b"stored now").status_code == 302
         assert rows(prod) == 1
+
+        # A node that never becomes healthy holds back nothing at a deploy: web starts anyway.
+        never_healthy = prod.path / "ipfs-never-healthy.yaml"
+        never_healthy.write_text("services:\n  ipfs:\n    healthcheck:\n"
+                                 "      test: [CMD, 'false']\n      interval: 1s\n"
+                                 "      retries: 1\n      start_period: 0s\n")
+        files = prod.files
+        prod.files = [*files, never_healthy.name]
+        try:
+            prod.compose("up", "--detach", "--force-recreate", "web")
+            eventually(lambda: prod.inspect("ipfs")["State"]["Health"]["Status"] == "unhealthy")
+            eventually(lambda: client.get("/readyz").status_code == 200, timeout=90)
+        finally:
+            prod.files = files
 
         prod.compose("stop", "db")
         ready = client.get("/readyz")
